@@ -1,0 +1,53 @@
+# The README's commands. Every target works on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-pg pg-start pg-stop lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/segmenti serve
+
+test: install
+	$(BIN)/pytest -q
+
+# Throwaway PostgreSQL cluster for tests (loopback only, trust auth, not durable).
+PG_DIR ?= var/pg
+
+pg-start:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || bash scripts/install-postgres.sh
+	@bash scripts/pg-cluster.sh start $(PG_DIR)
+
+pg-stop:
+	@bash scripts/pg-cluster.sh stop $(PG_DIR)
+
+# The test suite against PostgreSQL; the cluster is stopped afterwards, whatever happens,
+# and pytest's exit code is kept.
+test-pg: install
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || bash scripts/install-postgres.sh
+	@trap 'bash scripts/pg-cluster.sh stop $(PG_DIR)' EXIT; trap 'exit 130' INT TERM; \
+	url=$$(bash scripts/pg-cluster.sh start $(PG_DIR)) || exit $$?; \
+	echo "SEGMENTI_TEST_DATABASE_URL=$$url"; \
+	SEGMENTI_TEST_DATABASE_URL="$$url" $(BIN)/pytest -q; rc=$$?; \
+	exit $$rc
+
+lint: install
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

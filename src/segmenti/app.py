@@ -1,0 +1,106 @@
+"""The ASGI application: routers, the one error handler chain, the body size limit."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from segmenti import errors, http
+from segmenti.contacts.api import router as contacts_router
+from segmenti.db import migrate
+from segmenti.db.engine import Database
+from segmenti.segments.api import router as segments_router
+from segmenti.settings import Settings
+
+log = logging.getLogger("segmenti")
+
+DESCRIPTION = """\
+Contacts and segments for SMS and notification platforms, compatible with the
+Segments API reference. Authenticate with `Authorization: Bearer <api_key>`.
+Bodies may be multipart/form-data or urlencoded (PHP-style bracketed field names,
+`filters_countries[]`, `filters_custom_parameter_key[0]`) or JSON (the same names
+with arrays). Errors are JSON:API error objects: `{"errors": [{"status", "title",
+"detail", "source": {"parameter"}}]}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, migrate_database: bool = True) -> FastAPI:
+    settings = settings or Settings.from_env()
+    db = Database(settings)
+    if migrate_database:
+        migrate.upgrade(db.engine)
+    app = FastAPI(
+        title="Segmenti",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_url="/api/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.include_router(segments_router)
+    app.include_router(contacts_router)
+    _add_operational_routes(app, db)
+
+    app.add_exception_handler(errors.SegmentiError, http.handle_domain_error)
+    app.add_exception_handler(StarletteHTTPException, http.handle_http_error)
+    app.add_exception_handler(RequestValidationError, http.handle_validation_error)
+    app.add_exception_handler(Exception, http.handle_unexpected)
+    app.add_middleware(http.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (each worker process builds its own app).
+    `segmenti serve` has already migrated the database."""
+    return create_app(Settings.from_env(), migrate_database=False)
+
+
+def _add_operational_routes(app: FastAPI, db: Database) -> None:
+    @app.get("/health", tags=["operations"], summary="Liveness")
+    def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready", tags=["operations"], summary="Database reachable, migrations current")
+    def ready() -> JSONResponse:
+        try:
+            with db.read() as session:
+                session.execute(text("SELECT 1"))
+            current = migrate.is_current(db.engine)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            log.warning("readiness check failed: %s", exc)
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        if not current:
+            return JSONResponse({"status": "migrations pending"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    # Path parameters that are not integers answer 404, never FastAPI's 422.
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+    schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+    schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+    schema["components"] = {
+        **schema.get("components", {}),
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    }
+    schema["security"] = [{"bearer": []}]
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,155 @@
+"""The `segmenti` command: serve, users, keys. It calls the same services as the API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segmenti import auth, errors
+from segmenti.db import migrate
+from segmenti.db.engine import Database
+from segmenti.settings import Settings
+from segmenti.timeutil import render
+
+app = typer.Typer(help="Segmenti: contacts and segments for SMS platforms.", no_args_is_help=True)
+users_app = typer.Typer(help="Users (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON line.")]
+
+
+def _database() -> Database:
+    """The database named by SEGMENTI_DATABASE_URL, migrated to the newest schema."""
+    db = Database(Settings.from_env())
+    migrate.upgrade(db.engine)
+    return db
+
+
+def _fail(error: errors.SegmentiError) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {error.detail or error.title}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+) -> None:
+    """Runs the HTTP API. On a database without users, creates one and prints its key."""
+    import uvicorn
+
+    settings = Settings.from_env()
+    db = Database(settings)
+    migrate.upgrade(db.engine)
+    with db.write() as session:
+        if not auth.has_users(session):
+            user_id, api_key = auth.create_user(session, name="admin")
+            console.print(
+                f"Created user {user_id} with API key (shown once, keep it):\n"
+                f"  [bold]{api_key}[/bold]\n"
+                f'  export SEGMENTI_API_KEY="{api_key}"'
+            )
+    db.dispose()
+    logging.basicConfig(level=logging.INFO)
+    console.print(f"Segmenti on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "segmenti.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=30,
+        log_level=os.environ.get("SEGMENTI_LOG_LEVEL", "info"),
+    )
+
+
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="The user's name.")], as_json: JsonOption = False
+) -> None:
+    """Creates a user and its first API key."""
+    db = _database()
+    try:
+        with db.write() as session:
+            user_id, api_key = auth.create_user(session, name=name)
+    except errors.SegmentiError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"user_id": user_id, "api_key": api_key}))
+    else:
+        console.print(f"user_id: {user_id}\napi_key: {api_key}  (shown once)")
+
+
+@keys_app.command("create")
+def keys_create(
+    user_id: Annotated[int, typer.Argument(help="The user to make a key for.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Makes another API key for a user."""
+    db = _database()
+    try:
+        with db.write() as session:
+            key_id, api_key = auth.create_key(session, user_id=user_id)
+    except errors.SegmentiError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"key_id": key_id, "user_id": user_id, "api_key": api_key}))
+    else:
+        console.print(f"key_id: {key_id}\napi_key: {api_key}  (shown once)")
+
+
+@keys_app.command("list")
+def keys_list(
+    user_id: Annotated[int, typer.Argument(help="Whose keys.")], as_json: JsonOption = False
+) -> None:
+    """Lists a user's keys (their prefixes only: keys are stored hashed)."""
+    db = _database()
+    with db.read() as session:
+        if not auth.user_exists(session, user_id=user_id):
+            raise _fail(errors.NotFound(f"user {user_id} does not exist"))
+        keys = auth.list_keys(session, user_id=user_id)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "key_id": key.id,
+                        "prefix": key.prefix,
+                        "datetime": render(key.datetime),
+                        "revoked_at": render(key.revoked_at),
+                    }
+                    for key in keys
+                ]
+            )
+        )
+        return
+    table = Table("key_id", "prefix", "created", "revoked")
+    for key in keys:
+        table.add_row(
+            str(key.id), key.prefix + "…", render(key.datetime), render(key.revoked_at) or "-"
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key to revoke.")]) -> None:
+    """Revokes a key: requests with it answer 401 from now on."""
+    db = _database()
+    try:
+        with db.write() as session:
+            auth.revoke_key(session, key_id=key_id)
+    except errors.SegmentiError as exc:
+        raise _fail(exc) from None
+    console.print(f"key {key_id} revoked")

@@ -1,0 +1,131 @@
+"""Contacts API: thin routes over `contacts.service`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+from segmenti import schemas
+from segmenti.contacts import service
+from segmenti.contacts.forms import contact_input
+from segmenti.forms import Params, parse_bool
+from segmenti.http import body_params, current_user, database, list_envelope, page_of
+
+router = APIRouter(prefix="/api/contacts", tags=["contacts"])
+
+_WRITE_BODY = schemas.request_body(
+    schemas.CONTACT_FORM_FIELDS, schemas.CONTACT_PATTERN_FIELDS, schemas.CONTACT_JSON_FIELDS
+)
+_CREATE_BODY = schemas.request_body(
+    schemas.CONTACT_FORM_FIELDS,
+    schemas.CONTACT_PATTERN_FIELDS,
+    schemas.CONTACT_JSON_FIELDS,
+    required=["phone_number"],
+)
+_LIST_PARAMETERS = [
+    *schemas.page_parameters(),
+    schemas.query_parameter(
+        "search", {"type": "string"}, "Case-insensitive part of the name or phone number."
+    ),
+    schemas.query_parameter("country_code", {"type": "string"}, "ISO 3166-1 alpha-2 code."),
+    schemas.query_parameter("has_opted_out", {"type": "string", "enum": ["0", "1"]}, ""),
+]
+
+
+def list_contacts(request: Request, user_id: int = Depends(current_user)) -> JSONResponse:
+    page = page_of(request)
+    query = request.query_params
+    opted_out = query.get("has_opted_out")
+    with database(request).read() as session:
+        rows, total = service.list_contacts(
+            session,
+            user_id=user_id,
+            page=page,
+            search=query.get("search") or None,
+            country_code=query.get("country_code") or None,
+            has_opted_out=None
+            if opted_out in (None, "")
+            else parse_bool("has_opted_out", opted_out),
+        )
+    return JSONResponse(list_envelope(request, rows, total=total, page=page))
+
+
+def create_contact(
+    request: Request,
+    user_id: int = Depends(current_user),
+    params: Params = Depends(body_params),
+) -> JSONResponse:
+    data = contact_input(params)
+    with database(request).write() as session:
+        contact_id = service.create_contact(session, user_id=user_id, data=data)
+    return JSONResponse({"data": {"id": contact_id}}, status_code=201)
+
+
+for path in ("", "/"):
+    router.add_api_route(
+        path,
+        list_contacts,
+        methods=["GET"],
+        include_in_schema=path == "",
+        summary="List contacts",
+        responses=schemas.responses(200, schemas.listing(schemas.CONTACT), 400, 401),
+        openapi_extra={"parameters": _LIST_PARAMETERS},
+        name=f"list_contacts{path}",
+    )
+    router.add_api_route(
+        path,
+        create_contact,
+        methods=["POST"],
+        include_in_schema=path == "",
+        summary="Create a contact",
+        status_code=201,
+        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 409, 413, 415),
+        openapi_extra=_CREATE_BODY,
+        name=f"create_contact{path}",
+    )
+
+
+@router.get(
+    "/{contact_id}",
+    summary="Get a contact",
+    responses=schemas.responses(200, schemas.one(schemas.CONTACT), 401, 404),
+)
+def get_contact(
+    contact_id: int, request: Request, user_id: int = Depends(current_user)
+) -> JSONResponse:
+    with database(request).read() as session:
+        return JSONResponse(
+            {"data": service.get_contact(session, user_id=user_id, contact_id=contact_id)}
+        )
+
+
+@router.post(
+    "/{contact_id}",
+    summary="Update a contact",
+    responses=schemas.responses(200, schemas.ID_ONLY, 400, 401, 404, 409, 413, 415),
+    openapi_extra=_WRITE_BODY,
+)
+def update_contact(
+    contact_id: int,
+    request: Request,
+    user_id: int = Depends(current_user),
+    params: Params = Depends(body_params),
+) -> JSONResponse:
+    data = contact_input(params)
+    with database(request).write() as session:
+        service.update_contact(session, user_id=user_id, contact_id=contact_id, data=data)
+    return JSONResponse({"data": {"id": contact_id}})
+
+
+@router.delete(
+    "/{contact_id}",
+    summary="Delete a contact",
+    status_code=204,
+    responses=schemas.responses(204, None, 401, 404),
+)
+def delete_contact(
+    contact_id: int, request: Request, user_id: int = Depends(current_user)
+) -> Response:
+    with database(request).write() as session:
+        service.delete_contact(session, user_id=user_id, contact_id=contact_id)
+    return Response(status_code=204)

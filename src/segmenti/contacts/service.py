@@ -1,0 +1,244 @@
+"""Contacts: one phone number of a user, with custom parameters and an opt-out flag.
+
+Every function takes the user and scopes every query by it; another user's contact
+answers exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from segmenti import errors
+from segmenti.db.tables import contact_parameters, contacts
+from segmenti.paging import Page
+from segmenti.phones import PhoneInfo
+from segmenti.segments import counts
+from segmenti.segments.filters import ContactState, fold, indexed_parameters, parse_number
+from segmenti.timeutil import render, utcnow
+
+CONTACT_COLUMNS = (
+    contacts.c.id,
+    contacts.c.user_id,
+    contacts.c.name,
+    contacts.c.phone_number,
+    contacts.c.custom_parameters,
+    contacts.c.continent_code,
+    contacts.c.country_code,
+    contacts.c.has_opted_out,
+    contacts.c.last_datetime,
+    contacts.c.datetime,
+)
+
+
+@dataclass(frozen=True)
+class ContactInput:
+    """A validated create or update; None means "not given"."""
+
+    phone: PhoneInfo | None = None
+    name: str | None = None
+    custom_parameters: dict[str, str] | None = None
+    has_opted_out: bool | None = None
+
+
+def render_contact(row: Any) -> dict[str, Any]:
+    data = row._mapping if isinstance(row, Row) else row
+    return {
+        "id": data["id"],
+        "user_id": data["user_id"],
+        "name": data["name"],
+        "phone_number": data["phone_number"],
+        "custom_parameters": data["custom_parameters"] or {},
+        "continent_code": data["continent_code"],
+        "country_code": data["country_code"],
+        "has_opted_out": bool(data["has_opted_out"]),
+        "last_datetime": render(data["last_datetime"]),
+        "datetime": render(data["datetime"]),
+    }
+
+
+def state_of(row: Any) -> ContactState:
+    data = row._mapping if isinstance(row, Row) else row
+    return ContactState(
+        country_code=data["country_code"],
+        continent_code=data["continent_code"],
+        has_opted_out=bool(data["has_opted_out"]),
+        parameters=indexed_parameters(data["custom_parameters"] or {}),
+    )
+
+
+def parameter_rows(
+    *, user_id: int, contact_id: int, raw: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "contact_id": contact_id,
+            "user_id": user_id,
+            "key": key,
+            "value_folded": fold(value),
+            "value_number": parse_number(value),
+        }
+        for key, value in raw.items()
+    ]
+
+
+def get_contact(session: Session, *, user_id: int, contact_id: int) -> dict[str, Any]:
+    return render_contact(_load(session, user_id=user_id, contact_id=contact_id))
+
+
+def _load(session: Session, *, user_id: int, contact_id: int, for_update: bool = False) -> Any:
+    query = select(*CONTACT_COLUMNS).where(
+        contacts.c.user_id == user_id, contacts.c.id == contact_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    row = session.execute(query).first()
+    if row is None:
+        raise errors.NotFound(f"contact {contact_id} does not exist")
+    return row
+
+
+def list_contacts(
+    session: Session,
+    *,
+    user_id: int,
+    page: Page,
+    search: str | None = None,
+    country_code: str | None = None,
+    has_opted_out: bool | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    where = [contacts.c.user_id == user_id]
+    if search:
+        needle = search.lower()
+        where.append(
+            func.lower(contacts.c.name).contains(needle, autoescape=True)
+            | contacts.c.phone_number.contains(search.replace(" ", ""), autoescape=True)
+        )
+    if country_code:
+        where.append(contacts.c.country_code == country_code.upper())
+    if has_opted_out is not None:
+        where.append(contacts.c.has_opted_out == has_opted_out)
+    total = session.execute(select(func.count()).select_from(contacts).where(*where)).scalar_one()
+    rows = session.execute(
+        select(*CONTACT_COLUMNS)
+        .where(*where)
+        .order_by(contacts.c.id.desc())
+        .limit(page.size)
+        .offset(page.offset)
+    ).all()
+    return [render_contact(row) for row in rows], int(total)
+
+
+def _phone_taken(session: Session, *, user_id: int, phone_number: str) -> errors.Conflict:
+    return errors.Conflict(
+        f"a contact with phone number {phone_number} already exists", parameter="phone_number"
+    )
+
+
+def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int:
+    if data.phone is None:
+        raise errors.Invalid("phone_number is required", parameter="phone_number")
+    version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
+    exists = session.execute(
+        select(contacts.c.id).where(
+            contacts.c.user_id == user_id, contacts.c.phone_number == data.phone.e164
+        )
+    ).first()
+    if exists is not None:
+        raise _phone_taken(session, user_id=user_id, phone_number=data.phone.e164)
+    values: dict[str, Any] = {
+        "user_id": user_id,
+        "name": data.name or "",
+        "phone_number": data.phone.e164,
+        "custom_parameters": data.custom_parameters or {},
+        "country_code": data.phone.country_code,
+        "continent_code": data.phone.continent_code,
+        "has_opted_out": bool(data.has_opted_out),
+        "datetime": utcnow(),
+    }
+    try:
+        with session.begin_nested():
+            contact_id = session.execute(
+                insert(contacts).values(**values).returning(contacts.c.id)
+            ).scalar_one()
+    except IntegrityError:  # a concurrent create of the same number won the race
+        raise _phone_taken(session, user_id=user_id, phone_number=data.phone.e164) from None
+    rows = parameter_rows(user_id=user_id, contact_id=contact_id, raw=values["custom_parameters"])
+    if rows:
+        session.execute(insert(contact_parameters), rows)
+    counts.contacts_changed(
+        session,
+        user_id=user_id,
+        version=version,
+        changes=[counts.Change(contact_id, None, state_of(values))],
+    )
+    return int(contact_id)
+
+
+def update_contact(session: Session, *, user_id: int, contact_id: int, data: ContactInput) -> int:
+    version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
+    before = _load(session, user_id=user_id, contact_id=contact_id, for_update=True)
+    values: dict[str, Any] = {"last_datetime": utcnow()}
+    if data.phone is not None and data.phone.e164 != before.phone_number:
+        taken = session.execute(
+            select(contacts.c.id).where(
+                contacts.c.user_id == user_id, contacts.c.phone_number == data.phone.e164
+            )
+        ).first()
+        if taken is not None:
+            raise _phone_taken(session, user_id=user_id, phone_number=data.phone.e164)
+        values.update(
+            phone_number=data.phone.e164,
+            country_code=data.phone.country_code,
+            continent_code=data.phone.continent_code,
+        )
+    if data.name is not None:
+        values["name"] = data.name
+    if data.has_opted_out is not None:
+        values["has_opted_out"] = data.has_opted_out
+    if data.custom_parameters is not None:
+        values["custom_parameters"] = data.custom_parameters
+    try:
+        with session.begin_nested():
+            session.execute(
+                update(contacts)
+                .where(contacts.c.user_id == user_id, contacts.c.id == contact_id)
+                .values(**values)
+            )
+    except IntegrityError:
+        raise _phone_taken(session, user_id=user_id, phone_number=values["phone_number"]) from None
+    if data.custom_parameters is not None:
+        session.execute(
+            delete(contact_parameters).where(contact_parameters.c.contact_id == contact_id)
+        )
+        rows = parameter_rows(user_id=user_id, contact_id=contact_id, raw=data.custom_parameters)
+        if rows:
+            session.execute(insert(contact_parameters), rows)
+    after = state_of({**before._mapping, **values})
+    counts.contacts_changed(
+        session,
+        user_id=user_id,
+        version=version,
+        changes=[counts.Change(contact_id, state_of(before), after)],
+    )
+    return contact_id
+
+
+def delete_contact(session: Session, *, user_id: int, contact_id: int) -> None:
+    version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
+    before = _load(session, user_id=user_id, contact_id=contact_id, for_update=True)
+    counts.contacts_changed(
+        session,
+        user_id=user_id,
+        version=version,
+        changes=[counts.Change(contact_id, state_of(before), None)],
+    )
+    # contact_parameters and segment_members rows go with it (ON DELETE CASCADE).
+    session.execute(
+        delete(contacts).where(contacts.c.user_id == user_id, contacts.c.id == contact_id)
+    )

@@ -1,0 +1,108 @@
+"""Engines and sessions for both backends.
+
+SQLite: WAL so readers never wait for the writer, a busy timeout so writers queue
+instead of failing, and write transactions opened with BEGIN IMMEDIATE. A deferred
+transaction that reads first and writes later cannot wait for the lock: SQLite fails
+it at once with "database is locked" when another writer got in between, whatever
+the busy timeout. Taking the write lock up front turns that into a plain wait.
+
+PostgreSQL: a bounded pool per process, READ COMMITTED, pre-ping for restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from segmenti.settings import Settings
+
+# Execution option read by the "begin" hook below: which BEGIN a SQLite transaction uses.
+_SQLITE_BEGIN = "segmenti_sqlite_begin"
+
+
+def make_engine(settings: Settings) -> Engine:
+    if settings.is_sqlite:
+        return _sqlite_engine(settings)
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _sqlite_engine(settings: Settings) -> Engine:
+    path = settings.sqlite_path()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        settings.database_url,
+        connect_args={
+            "check_same_thread": False,
+            "timeout": settings.sqlite_busy_timeout_ms / 1000,
+        },
+    )
+    busy_timeout = int(settings.sqlite_busy_timeout_ms)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" hook below issue BEGIN itself (pysqlite's own
+        # transaction handling would always use a deferred BEGIN).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # NORMAL is durable across application crashes in WAL mode; only a power loss
+        # can drop the last transactions, never corrupt the file.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """The engine plus two session factories: reads, and writes that lock up front."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(settings)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        write_engine = (
+            self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+            if self.is_sqlite
+            else self.engine
+        )
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def sqlite_file(url: str) -> Path | None:
+    return Settings(database_url=url).sqlite_path()

@@ -1,0 +1,143 @@
+"""The schema, as SQLAlchemy Core tables. Migrations under `migrations/` create it.
+
+Every tenant-owned table carries `user_id`, so every query can be scoped by it and the
+schema can later be distributed by tenant (see the README's "Scaling out").
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(256), nullable=False),
+    # A random token replaced by every segment write of the user: contact writes compare
+    # it with the token of their cached, compiled copy of the user's filter segments. A
+    # random token (not a counter) cannot repeat across a database that was recreated.
+    Column("segments_version", String(32), nullable=False, server_default=""),
+    Column("datetime", DateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # The first characters of the key, kept to tell keys apart in listings.
+    Column("prefix", String(16), nullable=False),
+    # SHA-256 of the whole key; the key itself is never stored.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("datetime", DateTime, nullable=False),
+    Column("revoked_at", DateTime, nullable=True),
+    Index("ix_api_keys_user_id", "user_id"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(256), nullable=False, server_default=""),
+    Column("phone_number", String(32), nullable=False),
+    # The parameters as given, for rendering; filters read contact_parameters instead.
+    Column("custom_parameters", Json, nullable=False),
+    Column("continent_code", String(2), nullable=True),
+    Column("country_code", String(2), nullable=True),
+    Column("has_opted_out", Boolean, nullable=False, server_default="0"),
+    Column("last_datetime", DateTime, nullable=True),
+    Column("datetime", DateTime, nullable=False),
+    # Serves the per-user uniqueness rule and every look-up by number (bulk segments).
+    UniqueConstraint("user_id", "phone_number", name="uq_contacts_user_id_phone_number"),
+    # Serves listing a user's contacts by id and counting "every contact of the user".
+    Index("ix_contacts_user_id_id", "user_id", "id"),
+    # Serves filters on country (and the country_code list parameter).
+    Index("ix_contacts_user_id_country_code", "user_id", "country_code"),
+)
+
+# One row per (contact, custom parameter): the index that filters are answered from.
+# Values are stored case-folded (Python's str.casefold, so the fold is the same on every
+# backend) and, when they are numbers in the SPEC's sense, as a float too.
+contact_parameters = Table(
+    "contact_parameters",
+    metadata,
+    Column(
+        "contact_id",
+        Integer,
+        ForeignKey("contacts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(64), primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("value_folded", Text, nullable=False),
+    Column("value_number", Float, nullable=True),
+    # Serves exact / starts_with conditions: (user, key, folded value) range scans.
+    Index("ix_contact_parameters_user_key_folded", "user_id", "key", "value_folded"),
+    # Serves bigger_than / lower_than: (user, key, number) range scans.
+    Index("ix_contact_parameters_user_key_number", "user_id", "key", "value_number"),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("settings", Json, nullable=False),
+    # Maintained in the same transaction as every write that changes membership, so
+    # it is exact whenever it is read (docs/counts.md).
+    Column("total_contacts", Integer, nullable=False, server_default="0"),
+    Column("last_datetime", DateTime, nullable=True),
+    Column("datetime", DateTime, nullable=False),
+    Index("ix_segments_user_id_id", "user_id", "id"),
+)
+
+# Members of bulk and custom segments (filter segments have none stored: their members
+# are whoever satisfies the filter now).
+segment_members = Table(
+    "segment_members",
+    metadata,
+    Column(
+        "segment_id",
+        Integer,
+        ForeignKey("segments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "contact_id",
+        Integer,
+        ForeignKey("contacts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Integer, nullable=False),
+    # Serves "which list segments hold this contact" on contact delete and opt-out.
+    Index("ix_segment_members_contact_id", "contact_id"),
+)

@@ -1,0 +1,73 @@
+"""Domain errors. Services raise these; one handler in `app.py` renders them as
+JSON:API error objects, so no service code knows about HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SegmentiError(Exception):
+    status: int = 500
+    title: str = "Internal server error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        parameter: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.parameter = parameter
+        self.meta = meta
+
+    def as_error_object(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": str(self.status), "title": self.title}
+        if self.detail:
+            body["detail"] = self.detail
+        if self.parameter:
+            body["source"] = {"parameter": self.parameter}
+        if self.meta:
+            body["meta"] = self.meta
+        return body
+
+
+class Invalid(SegmentiError):
+    status = 400
+    title = "Invalid parameter"
+
+
+class Unauthorized(SegmentiError):
+    status = 401
+    title = "Unauthorized"
+
+
+class NotFound(SegmentiError):
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(SegmentiError):
+    status = 405
+    title = "Method not allowed"
+
+
+class Conflict(SegmentiError):
+    status = 409
+    title = "Conflict"
+
+
+class PayloadTooLarge(SegmentiError):
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(SegmentiError):
+    status = 415
+    title = "Unsupported media type"
+
+
+class TooManyRequests(SegmentiError):
+    status = 429
+    title = "Too many requests"

@@ -1,0 +1,219 @@
+"""Request parameters, whatever the body's encoding.
+
+The reference API speaks PHP-style form fields: `filters_countries[]` repeated,
+`filters_custom_parameter_key[0]`, `[1]`, ... JSON clients send the same names with
+arrays. Both become one `Params` object, so services never see the encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from segmenti import errors
+
+# `name`, `name[]` or `name[index]`; anything deeper is refused for the names we use.
+_FIELD_NAME = re.compile(r"^(?P<base>[^\[\]]+)(?P<brackets>(\[[^\[\]]*\])*)$")
+_INDEX = re.compile(r"^-?\d{1,18}$")
+
+
+@dataclass
+class _Field:
+    values: list[str] = field(default_factory=list)  # plain and `[]` entries, in order
+    indexed: dict[str, str] = field(default_factory=dict)  # `[index]` entries
+    nested: bool = False  # sent with deeper brackets, `a[0][1]`: never valid here
+
+
+class Params:
+    """The parameters of one request, by base name."""
+
+    def __init__(self) -> None:
+        self._fields: dict[str, _Field] = {}
+
+    # -- building ---------------------------------------------------------------
+    def add(self, name: str, value: str) -> None:
+        match = _FIELD_NAME.match(name)
+        if match is None:
+            return  # not a name any endpoint knows; unknown parameters are ignored
+        base, brackets = match["base"], match["brackets"]
+        entry = self._fields.setdefault(base, _Field())
+        if not brackets or brackets == "[]":
+            entry.values.append(value)
+        elif brackets.count("[") == 1:
+            entry.indexed[brackets[1:-1]] = value
+        else:
+            entry.nested = True
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, Any]]) -> Params:
+        params = cls()
+        for name, value in pairs:
+            if isinstance(value, str):
+                params.add(name, value)
+        return params
+
+    @classmethod
+    def from_json(cls, document: Any) -> Params:
+        if not isinstance(document, dict):
+            raise errors.Invalid("the JSON body must be an object of parameters")
+        params = cls()
+        for name, value in document.items():
+            if value is None:
+                continue
+            if isinstance(value, list):
+                for item in value:
+                    params.add(name, _scalar(name, item))
+                params._fields.setdefault(name.removesuffix("[]"), _Field())
+            elif isinstance(value, dict):
+                entry = params._fields.setdefault(name, _Field())
+                for key, item in value.items():
+                    entry.indexed[str(key)] = _scalar(name, item)
+            else:
+                params.add(name, _scalar(name, value))
+        return params
+
+    def merged_with(self, other: Params) -> Params:
+        """These parameters with `other`'s replacing any of the same name."""
+        merged = Params()
+        merged._fields = {**self._fields, **other._fields}
+        return merged
+
+    # -- reading ----------------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return name in self._fields
+
+    def text(self, name: str) -> str | None:
+        """The parameter's value (the last one when repeated), or None when absent."""
+        entry = self._field(name)
+        if entry is None:
+            return None
+        if entry.indexed:
+            raise errors.Invalid(f"{name} takes a single value", parameter=name)
+        return entry.values[-1] if entry.values else None
+
+    def many(self, name: str) -> list[str] | None:
+        """All values of a list parameter (`name[]` repeated or a JSON array)."""
+        entry = self._field(name)
+        if entry is None:
+            return None
+        return entry.values + [entry.indexed[key] for key in _sorted_indexes(name, entry)]
+
+    def indexed(self, name: str) -> dict[int, str]:
+        """`name[i]` entries by integer index; `name[]` entries take the next indexes,
+        as PHP numbers them. JSON arrays are indexed by position."""
+        entry = self._field(name)
+        if entry is None:
+            return {}
+        result = {int(key): entry.indexed[key] for key in _sorted_indexes(name, entry)}
+        next_index = max(result, default=-1) + 1
+        for offset, value in enumerate(entry.values):
+            result[next_index + offset] = value
+        return result
+
+    def mapping(self, name: str) -> dict[str, str] | None:
+        """A JSON object parameter (`{"plan": "pro"}`), keys as given."""
+        entry = self._field(name)
+        if entry is None:
+            return None
+        if entry.values:
+            raise errors.Invalid(f"{name} must be an object of keys to values", parameter=name)
+        return dict(entry.indexed)
+
+    def _field(self, name: str) -> _Field | None:
+        entry = self._fields.get(name)
+        if entry is not None and entry.nested:
+            raise errors.Invalid(f"{name} does not take nested brackets", parameter=name)
+        return entry
+
+
+def _sorted_indexes(name: str, entry: _Field) -> list[str]:
+    for key in entry.indexed:
+        if not _INDEX.match(key):
+            raise errors.Invalid(
+                f"{name}[{key}]: the index in brackets must be an integer",
+                parameter=f"{name}[{key}]",
+            )
+    return sorted(entry.indexed, key=int)
+
+
+def _scalar(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise errors.Invalid(f"{name} must be a string, a number or a list of them", parameter=name)
+
+
+def parse_json_body(body: bytes) -> Params:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise errors.Invalid(f"the body is not valid JSON: {_short(exc)}") from None
+    return Params.from_json(document)
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split("\n", 1)[0][:200] or exc.__class__.__name__
+
+
+# -- typed readers shared by the endpoints -----------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise errors.Invalid(f"{name} must be a boolean (1/0, true/false)", parameter=name)
+
+
+def parse_positive_int(name: str, raw: str) -> int:
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
+        raise errors.Invalid(f"{name} must be a positive integer, got {raw!r}", parameter=name)
+    return int(text)
+
+
+def check_text(name: str, raw: str, *, min_length: int, max_length: int) -> str:
+    if "\x00" in raw:
+        raise errors.Invalid(f"{name} must not contain NUL characters", parameter=name)
+    if not min_length <= len(raw) <= max_length:
+        raise errors.Invalid(
+            f"{name} must be {min_length} to {max_length} characters, got {len(raw)}",
+            parameter=name,
+        )
+    return raw
+
+
+def custom_parameters(
+    params: Params, *, key_field: str, value_field: str, object_field: str
+) -> dict[str, str] | None:
+    """Custom parameters from `key[i]`/`value[i]` pairs or a JSON object; None if absent."""
+    as_object = params.mapping(object_field) if params.has(object_field) else None
+    keys = params.indexed(key_field)
+    values = params.indexed(value_field)
+    if as_object is None and not params.has(key_field) and not params.has(value_field):
+        return None
+    result: dict[str, str] = {}
+    for index in values:
+        if index not in keys:
+            raise errors.Invalid(
+                f"{value_field}[{index}] has no {key_field}[{index}]",
+                parameter=f"{value_field}[{index}]",
+            )
+    pairs: list[tuple[str, str, str]] = [
+        (f"{key_field}[{i}]", key, values.get(i, "")) for i, key in keys.items()
+    ]
+    pairs += [(f"{object_field}.{key}", key, value) for key, value in (as_object or {}).items()]
+    for where, key, value in pairs:
+        check_text(where, key, min_length=1, max_length=64)
+        check_text(where, value, min_length=0, max_length=512)
+        result[key] = value
+    return result

@@ -1,0 +1,210 @@
+"""The HTTP layer's shared pieces: request parameters, auth, envelopes, errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from segmenti import auth, errors
+from segmenti.db.engine import Database
+from segmenti.forms import Params, parse_json_body
+from segmenti.paging import Page
+
+log = logging.getLogger("segmenti")
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def current_user(request: Request) -> int:
+    """The id of the user owning the request's API key (401 otherwise)."""
+    with database(request).read() as session:
+        return auth.authenticate(session, request.headers.get("authorization"))
+
+
+async def body_params(request: Request) -> Params:
+    """The request's parameters: query string, then the body (which wins)."""
+    params = Params.from_pairs(request.query_params.multi_items())
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return params
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(max_files=10, max_fields=200_000)
+        except (ValueError, KeyError, AssertionError) as exc:
+            raise errors.Invalid(f"the form body could not be read: {exc}") from None
+        body = Params.from_pairs(
+            (name, value) for name, value in form.multi_items() if not isinstance(value, UploadFile)
+        )
+    elif content_type == JSON_MEDIA_TYPE or content_type.endswith("+json"):
+        body = parse_json_body(await request.body())
+    elif not content_type and not await request.body():
+        return params
+    else:
+        raise errors.UnsupportedMediaType(
+            f"unsupported Content-Type {content_type!r}: send multipart/form-data, "
+            "application/x-www-form-urlencoded or application/json"
+        )
+    return params.merged_with(body)
+
+
+def page_of(request: Request) -> Page:
+    query = request.query_params
+    return Page.parse(query.get("page"), query.get("results_per_page"))
+
+
+def list_envelope(
+    request: Request, rows: list[dict[str, Any]], *, total: int, page: Page
+) -> dict[str, Any]:
+    """The list envelope of SPEC: data, meta, and absolute links keeping the query."""
+    total_pages = page.total_pages(total)
+
+    def link(number: int | None) -> str | None:
+        if number is None:
+            return None
+        return str(request.url.include_query_params(page=number))
+
+    return {
+        "data": rows,
+        "meta": {
+            "page": page.number,
+            "results_per_page": page.size,
+            "total": total,
+            "total_pages": total_pages,
+        },
+        "links": {
+            "first": link(1),
+            "last": link(total_pages) if total_pages else None,
+            "next": link(page.number + 1) if page.number < total_pages else None,
+            "prev": link(min(page.number - 1, max(total_pages, 1))) if page.number > 1 else None,
+            "self": link(page.number),
+        },
+    }
+
+
+def error_response(
+    error: errors.SegmentiError, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [error.as_error_object()]}, status_code=error.status, headers=headers
+    )
+
+
+async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.SegmentiError)
+    return error_response(exc)
+
+
+_HTTP_ERRORS: dict[int, type[errors.SegmentiError]] = {
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+}
+
+
+async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = _HTTP_ERRORS.get(exc.status_code)
+    if exc.status_code == 404:
+        error: errors.SegmentiError = errors.NotFound(f"no such path: {request.url.path}")
+    elif kind is not None:
+        error = kind(str(exc.detail))
+    else:
+        error = errors.SegmentiError(str(exc.detail))
+        error.status, error.title = exc.status_code, str(exc.detail)
+    return error_response(error, headers=getattr(exc, "headers", None))
+
+
+async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    location = [str(part) for part in first.get("loc", ())]
+    if location and location[0] == "path":
+        return error_response(errors.NotFound("no such resource"))
+    parameter = location[-1] if location else None
+    return error_response(
+        errors.Invalid(str(first.get("msg", "invalid request")), parameter=parameter)
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(errors.SegmentiError("an unexpected error occurred; it has been logged"))
+
+
+class BodySizeLimit:
+    """Answers 413 to a body over the limit, by Content-Length or by counting the bytes
+    of a chunked body, before the application reads more of it."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = errors.PayloadTooLarge(f"the body is over the limit of {self.max_bytes} bytes")
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await _send_error(send, too_large)
+                    return
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await _send_error(send, too_large)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_error(send: Send, error: errors.SegmentiError) -> None:
+    response = error_response(error)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]

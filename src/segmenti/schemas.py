@@ -1,0 +1,288 @@
+"""OpenAPI descriptions that FastAPI cannot infer: the hand-parsed request bodies
+(PHP-style bracketed form fields and their JSON twins) and the response envelopes.
+
+These only document; requests are parsed by `forms.py` and the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segmenti.paging import RESULTS_PER_PAGE
+from segmenti.segments.filters import CONDITIONS
+
+_STRING = {"type": "string"}
+_STRINGS = {"type": "array", "items": _STRING}
+_INDEX = r"-?[0-9]{1,18}"
+
+SEGMENT_FORM_FIELDS: dict[str, Any] = {
+    "name": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256,
+        "description": "Required on create.",
+    },
+    "type": {
+        "type": "string",
+        "enum": ["bulk", "custom", "filter"],
+        "description": "When absent: bulk if phone_numbers is given, custom if contacts_ids "
+        "is given, else filter (create) or the segment's current type (update).",
+    },
+    "phone_numbers": {
+        "type": "string",
+        "description": "bulk: numbers separated by newlines, commas or semicolons, each with "
+        "its country code (+39... or 0039...). At most 100,000 distinct numbers.",
+    },
+    "contacts_ids": {
+        "type": "string",
+        "description": "custom: comma-separated ids of your contacts, e.g. 1,2,3.",
+    },
+    "filters_countries[]": {
+        **_STRINGS,
+        "description": "filter: ISO 3166-1 alpha-2 codes; the contact's country is one of them.",
+    },
+    "filters_continents[]": {
+        "type": "array",
+        "items": {"type": "string", "enum": ["AF", "AN", "AS", "EU", "NA", "OC", "SA"]},
+        "description": "filter: continent codes; the contact's continent is one of them.",
+    },
+}
+
+FILTER_PATTERN_FIELDS: dict[str, Any] = {
+    rf"^filters_custom_parameter_key\[{_INDEX}\]$": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 64,
+        "description": "filter: custom parameter key of the condition with this index.",
+    },
+    rf"^filters_custom_parameter_condition\[{_INDEX}\]$": {
+        "type": "string",
+        "enum": list(CONDITIONS),
+        "description": "filter: condition with this index (default exact).",
+    },
+    rf"^filters_custom_parameter_value\[{_INDEX}\]$": {
+        "type": "string",
+        "maxLength": 512,
+        "description": "filter: value of the condition with this index.",
+    },
+}
+
+SEGMENT_JSON_FIELDS: dict[str, Any] = {
+    **{k: v for k, v in SEGMENT_FORM_FIELDS.items() if not k.endswith("[]")},
+    "phone_numbers": {
+        "oneOf": [_STRING, _STRINGS],
+        "description": SEGMENT_FORM_FIELDS["phone_numbers"]["description"],
+    },
+    "contacts_ids": {
+        "oneOf": [_STRING, {"type": "array", "items": {"type": "integer", "minimum": 1}}],
+        "description": "custom: ids of your contacts.",
+    },
+    "filters_countries": SEGMENT_FORM_FIELDS["filters_countries[]"],
+    "filters_continents": SEGMENT_FORM_FIELDS["filters_continents[]"],
+    "filters_custom_parameter_key": {
+        **_STRINGS,
+        "description": "filter: condition keys; position i pairs with the other arrays' i.",
+    },
+    "filters_custom_parameter_condition": {
+        "type": "array",
+        "items": {"type": "string", "enum": list(CONDITIONS)},
+    },
+    "filters_custom_parameter_value": _STRINGS,
+}
+
+CONTACT_FORM_FIELDS: dict[str, Any] = {
+    "phone_number": {
+        "type": "string",
+        "description": "Required on create. With its country code; stored as E.164.",
+    },
+    "name": {"type": "string", "maxLength": 256},
+    "has_opted_out": {"type": "string", "enum": ["0", "1", "true", "false"]},
+}
+
+CONTACT_PATTERN_FIELDS: dict[str, Any] = {
+    rf"^custom_parameter_key\[{_INDEX}\]$": {"type": "string", "minLength": 1, "maxLength": 64},
+    rf"^custom_parameter_value\[{_INDEX}\]$": {"type": "string", "maxLength": 512},
+}
+
+CONTACT_JSON_FIELDS: dict[str, Any] = {
+    **CONTACT_FORM_FIELDS,
+    "has_opted_out": {"oneOf": [{"type": "boolean"}, CONTACT_FORM_FIELDS["has_opted_out"]]},
+    "custom_parameters": {
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": 512},
+        "description": "Keys (1-64 characters) to values (0-512 characters).",
+    },
+    "custom_parameter_key": _STRINGS,
+    "custom_parameter_value": _STRINGS,
+}
+
+
+def request_body(
+    form_fields: dict[str, Any],
+    pattern_fields: dict[str, Any],
+    json_fields: dict[str, Any],
+    *,
+    required: list[str] | None = None,
+) -> dict[str, Any]:
+    form_schema: dict[str, Any] = {
+        "type": "object",
+        "properties": form_fields,
+        "patternProperties": pattern_fields,
+    }
+    json_schema: dict[str, Any] = {"type": "object", "properties": json_fields}
+    if required:
+        form_schema["required"] = required
+        json_schema["required"] = required
+    return {
+        "requestBody": {
+            "required": bool(required),
+            "content": {
+                "multipart/form-data": {"schema": form_schema},
+                "application/x-www-form-urlencoded": {"schema": form_schema},
+                "application/json": {"schema": json_schema},
+            },
+        }
+    }
+
+
+def page_parameters() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "page",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "default": 1},
+            "description": "The page to return; past the end, data is empty.",
+        },
+        {
+            "name": "results_per_page",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "enum": list(RESULTS_PER_PAGE), "default": 25},
+        },
+    ]
+
+
+def query_parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+ERROR_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["errors"],
+    "properties": {
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["status", "title"],
+                "properties": {
+                    "status": _STRING,
+                    "title": _STRING,
+                    "detail": _STRING,
+                    "source": {"type": "object", "properties": {"parameter": _STRING}},
+                    "meta": {"type": "object"},
+                },
+            },
+        }
+    },
+}
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_DATETIME = {"type": "string", "examples": ["2026-01-21 21:10:26"]}
+_NULLABLE_DATETIME = {"type": ["string", "null"], "examples": [None]}
+
+SEGMENT = {
+    "type": "object",
+    "required": ["id", "user_id", "name", "settings", "type", "total_contacts", "datetime"],
+    "properties": {
+        "id": {"type": "integer"},
+        "user_id": {"type": "integer"},
+        "name": _STRING,
+        "settings": {"type": "object"},
+        "type": {"type": "string", "enum": ["bulk", "custom", "filter"]},
+        "total_contacts": {"type": "integer"},
+        "last_datetime": _NULLABLE_DATETIME,
+        "datetime": _DATETIME,
+    },
+}
+
+CONTACT = {
+    "type": "object",
+    "required": ["id", "user_id", "name", "phone_number", "custom_parameters", "datetime"],
+    "properties": {
+        "id": {"type": "integer"},
+        "user_id": {"type": "integer"},
+        "name": _STRING,
+        "phone_number": _STRING,
+        "custom_parameters": {"type": "object", "additionalProperties": _STRING},
+        "continent_code": _NULLABLE_STRING,
+        "country_code": _NULLABLE_STRING,
+        "has_opted_out": {"type": "boolean"},
+        "last_datetime": _NULLABLE_DATETIME,
+        "datetime": _DATETIME,
+    },
+}
+
+_LINK = {"type": ["string", "null"]}
+
+
+def one(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data"], "properties": {"data": schema}}
+
+
+def listing(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data", "meta", "links"],
+        "properties": {
+            "data": {"type": "array", "items": schema},
+            "meta": {
+                "type": "object",
+                "properties": {
+                    name: {"type": "integer"}
+                    for name in ("page", "results_per_page", "total", "total_pages")
+                },
+            },
+            "links": {
+                "type": "object",
+                "properties": {name: _LINK for name in ("first", "last", "next", "prev", "self")},
+            },
+        },
+    }
+
+
+ID_ONLY = one({"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}})
+
+
+def responses(
+    ok_status: int, ok_schema: dict[str, Any] | None, *errors: int
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route: its success and the errors it can answer."""
+    described: dict[int | str, dict[str, Any]] = {}
+    if ok_schema is None:
+        described[ok_status] = {"description": "Done; no body."}
+    else:
+        described[ok_status] = {
+            "description": "Success",
+            "content": {"application/json": {"schema": ok_schema}},
+        }
+    titles = {
+        400: "Invalid parameter",
+        401: "Missing, unknown or revoked API key",
+        404: "Not found (also another user's id)",
+        409: "Conflict",
+        413: "Body over the size limit",
+        415: "Unsupported Content-Type",
+    }
+    for status in errors:
+        described[status] = {
+            "description": titles[status],
+            "content": {"application/json": {"schema": ERROR_BODY}},
+        }
+    return described

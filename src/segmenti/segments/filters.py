@@ -1,0 +1,312 @@
+"""Filter segments: their definition, their validation, and their two compilations.
+
+A filter is data (`Filter`), stored as the segment's JSON settings. It compiles to
+  * a bound SQLAlchemy expression over `contacts` (`to_sql`), for counts and member
+    lists; every value is a bound parameter and every key is compared as a value,
+    never spliced into SQL or a JSON path;
+  * a Python predicate (`to_python`), evaluated against one contact when it is written,
+    to keep the maintained `total_contacts` of every filter segment exact.
+Both read the same derived form of a parameter: its value case-folded (`fold`) and,
+when it is a number, that number (`parse_number`). Tests check the two agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, select, true
+
+from segmenti import errors, phones
+from segmenti.db.tables import contact_parameters, contacts
+from segmenti.forms import Params
+
+POSITIVE = ("exact", "contains", "starts_with", "ends_with", "bigger_than", "lower_than")
+NEGATED = ("not_exact", "not_contains", "not_starts_with", "not_ends_with")
+CONDITIONS = (
+    "exact",
+    "not_exact",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "not_starts_with",
+    "ends_with",
+    "not_ends_with",
+    "bigger_than",
+    "lower_than",
+)
+NUMERIC = frozenset({"bigger_than", "lower_than"})
+
+KEY_FIELD = "filters_custom_parameter_key"
+CONDITION_FIELD = "filters_custom_parameter_condition"
+VALUE_FIELD = "filters_custom_parameter_value"
+COUNTRIES_FIELD = "filters_countries"
+CONTINENTS_FIELD = "filters_continents"
+FILTER_FIELDS = (KEY_FIELD, CONDITION_FIELD, VALUE_FIELD, COUNTRIES_FIELD, CONTINENTS_FIELD)
+
+# An optional sign, digits with an optional decimal part, or a bare decimal part.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)", re.ASCII)
+
+
+def fold(text: str) -> str:
+    """Case-insensitive form of a value: Unicode case folding, the same on every backend."""
+    return text.casefold()
+
+
+def parse_number(text: str) -> float | None:
+    """The value as a number in the SPEC's sense, or None (`1e2`, `n/a`, `""`, `1,5`)."""
+    stripped = text.strip()
+    if not _NUMBER.fullmatch(stripped):
+        return None
+    return float(stripped)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    key: str
+    condition: str
+    value: str
+
+    def as_settings(self) -> dict[str, str]:
+        return {"key": self.key, "condition": self.condition, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    conditions: tuple[Condition, ...] = ()
+    countries: tuple[str, ...] | None = None
+    continents: tuple[str, ...] | None = None
+
+    def as_settings(self) -> dict[str, Any]:
+        """The segment's `settings`: only what was given."""
+        settings: dict[str, Any] = {}
+        if self.conditions:
+            settings["filters_custom_parameters"] = [c.as_settings() for c in self.conditions]
+        if self.countries is not None:
+            settings["filters_countries"] = list(self.countries)
+        if self.continents is not None:
+            settings["filters_continents"] = list(self.continents)
+        return settings
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Filter:
+        conditions = tuple(
+            Condition(str(c["key"]), str(c["condition"]), str(c["value"]))
+            for c in settings.get("filters_custom_parameters", ())
+        )
+        countries = settings.get("filters_countries")
+        continents = settings.get("filters_continents")
+        return cls(
+            conditions=conditions,
+            countries=None if countries is None else tuple(countries),
+            continents=None if continents is None else tuple(continents),
+        )
+
+
+def given(params: Params) -> bool:
+    """True when the request carries any filter parameter."""
+    return any(params.has(name) for name in FILTER_FIELDS)
+
+
+def parse(params: Params, *, max_conditions: int) -> Filter:
+    """Validates the filter parameters of a request; raises `errors.Invalid`."""
+    keys = params.indexed(KEY_FIELD)
+    conditions = params.indexed(CONDITION_FIELD)
+    values = params.indexed(VALUE_FIELD)
+    for field_name, entries in ((CONDITION_FIELD, conditions), (VALUE_FIELD, values)):
+        for index in entries:
+            if index not in keys:
+                raise errors.Invalid(
+                    f"{field_name}[{index}] has no {KEY_FIELD}[{index}]",
+                    parameter=f"{field_name}[{index}]",
+                )
+    if len(keys) > max_conditions:
+        raise errors.Invalid(
+            f"a filter takes at most {max_conditions} conditions, got {len(keys)}",
+            parameter=KEY_FIELD,
+        )
+    parsed = [
+        _condition(index, key, conditions.get(index, ""), values.get(index, ""))
+        for index, key in keys.items()
+    ]
+    return Filter(
+        conditions=tuple(parsed),
+        countries=_codes(params, COUNTRIES_FIELD, phones.is_country, "ISO 3166-1 alpha-2 country"),
+        continents=_codes(
+            params,
+            CONTINENTS_FIELD,
+            phones.CONTINENTS.__contains__,
+            "continent (AF, AN, AS, EU, NA, OC, SA)",
+        ),
+    )
+
+
+def _condition(index: int, key: str, condition: str, value: str) -> Condition:
+    where = f"[{index}]"
+    if not 1 <= len(key) <= 64 or "\x00" in key:
+        raise errors.Invalid(
+            f"{KEY_FIELD}{where} must be 1 to 64 characters", parameter=KEY_FIELD + where
+        )
+    condition = condition.strip().lower() or "exact"
+    if condition not in CONDITIONS:
+        raise errors.Invalid(
+            f"{CONDITION_FIELD}{where}: unknown condition {condition[:40]!r}; "
+            f"allowed: {', '.join(CONDITIONS)}",
+            parameter=CONDITION_FIELD + where,
+        )
+    if len(value) > 512 or "\x00" in value:
+        raise errors.Invalid(
+            f"{VALUE_FIELD}{where} must be at most 512 characters", parameter=VALUE_FIELD + where
+        )
+    if condition in NUMERIC and parse_number(value) is None:
+        raise errors.Invalid(
+            f"{VALUE_FIELD}{where} must be a number for {condition}, got {value[:40]!r}",
+            parameter=VALUE_FIELD + where,
+        )
+    return Condition(key, condition, value)
+
+
+def _codes(
+    params: Params, name: str, known: Callable[[str], bool], what: str
+) -> tuple[str, ...] | None:
+    raw = params.many(name)
+    if raw is None:
+        return None
+    codes: list[str] = []
+    for item in raw:
+        code = item.strip().upper()
+        if not code:
+            continue  # an empty form field, as an HTML form sends for "none selected"
+        if not known(code):
+            raise errors.Invalid(f"{name}: unknown {what} {item[:20]!r}", parameter=name)
+        if code not in codes:
+            codes.append(code)
+    # An empty list restricts nothing, like an absent one (a form with nothing picked).
+    return tuple(codes) or None
+
+
+# -- SQL ------------------------------------------------------------------------------
+
+
+def to_sql(spec: Filter, *, user_id: int) -> ColumnElement[bool]:
+    """The filter as a WHERE clause over `contacts`, scoped to the user."""
+    clauses: list[ColumnElement[bool]] = [contacts.c.user_id == user_id]
+    if spec.countries is not None:
+        clauses.append(contacts.c.country_code.in_(spec.countries))
+    if spec.continents is not None:
+        clauses.append(contacts.c.continent_code.in_(spec.continents))
+    for condition in spec.conditions:
+        clauses.append(_condition_sql(condition, user_id=user_id))
+    return and_(*clauses)
+
+
+def _condition_sql(condition: Condition, *, user_id: int) -> ColumnElement[bool]:
+    negated = condition.condition.startswith("not_")
+    positive = condition.condition.removeprefix("not_")
+    # Contacts holding the key with a value that satisfies the positive condition. The
+    # (user_id, key, value) indexes answer this sub-select without touching contacts.
+    holders = select(contact_parameters.c.contact_id).where(
+        contact_parameters.c.user_id == user_id,
+        contact_parameters.c.key == condition.key,
+        _value_sql(positive, condition.value),
+    )
+    # NOT IN is the exact complement of IN here: contact_id is never NULL.
+    return contacts.c.id.not_in(holders) if negated else contacts.c.id.in_(holders)
+
+
+def _value_sql(positive: str, value: str) -> ColumnElement[bool]:
+    folded_column = contact_parameters.c.value_folded
+    number_column = contact_parameters.c.value_number
+    folded = fold(value)
+    if positive == "exact":
+        return folded_column == folded
+    if positive in ("contains", "starts_with", "ends_with") and folded == "":
+        return true()  # every string contains, starts and ends with ""
+    # autoescape=True escapes %, _ and the escape character itself: the value is
+    # matched literally, and it is a bound parameter either way.
+    if positive == "contains":
+        return folded_column.contains(folded, autoescape=True)
+    if positive == "starts_with":
+        return folded_column.startswith(folded, autoescape=True)
+    if positive == "ends_with":
+        return folded_column.endswith(folded, autoescape=True)
+    number = parse_number(value)
+    assert number is not None  # validated by parse()
+    if positive == "bigger_than":
+        return number_column > number
+    if positive == "lower_than":
+        return number_column < number
+    raise AssertionError(f"unknown condition {positive}")
+
+
+# -- Python ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContactState:
+    """What a filter reads of one contact."""
+
+    country_code: str | None
+    continent_code: str | None
+    has_opted_out: bool
+    # key -> (folded value, number or None), as stored in contact_parameters
+    parameters: Mapping[str, tuple[str, float | None]]
+
+
+def indexed_parameters(raw: Mapping[str, str]) -> dict[str, tuple[str, float | None]]:
+    return {key: (fold(value), parse_number(value)) for key, value in raw.items()}
+
+
+Predicate = Callable[[ContactState], bool]
+
+
+def to_python(spec: Filter) -> Predicate:
+    """The filter as a predicate over one contact; the same semantics as `to_sql`."""
+    checks: list[Predicate] = []
+    if spec.countries is not None:
+        countries = frozenset(spec.countries)
+        checks.append(lambda c: c.country_code in countries)
+    if spec.continents is not None:
+        continents = frozenset(spec.continents)
+        checks.append(lambda c: c.continent_code in continents)
+    for condition in spec.conditions:
+        checks.append(_condition_python(condition))
+
+    def predicate(contact: ContactState) -> bool:
+        return all(check(contact) for check in checks)
+
+    return predicate
+
+
+def _condition_python(condition: Condition) -> Predicate:
+    key = condition.key
+    negated = condition.condition.startswith("not_")
+    test = _value_python(condition.condition.removeprefix("not_"), condition.value)
+
+    def check(contact: ContactState) -> bool:
+        stored = contact.parameters.get(key)
+        holds = stored is not None and test(stored[0], stored[1])
+        return holds != negated
+
+    return check
+
+
+def _value_python(positive: str, value: str) -> Callable[[str, float | None], bool]:
+    folded = fold(value)
+    if positive == "exact":
+        return lambda text, _number: text == folded
+    if positive == "contains":
+        return lambda text, _number: folded in text
+    if positive == "starts_with":
+        return lambda text, _number: text.startswith(folded)
+    if positive == "ends_with":
+        return lambda text, _number: text.endswith(folded)
+    limit = parse_number(value)
+    assert limit is not None
+    if positive == "bigger_than":
+        return lambda _text, number: number is not None and number > limit
+    if positive == "lower_than":
+        return lambda _text, number: number is not None and number < limit
+    raise AssertionError(f"unknown condition {positive}")

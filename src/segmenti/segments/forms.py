@@ -1,0 +1,35 @@
+"""Request parameters -> a validated `SegmentInput` (no database needed)."""
+
+from __future__ import annotations
+
+from segmenti import errors
+from segmenti.forms import Params, check_text
+from segmenti.segments import filters
+from segmenti.segments.service import TYPES, SegmentInput, normalize_bulk, parse_contacts_ids
+from segmenti.settings import Settings
+
+
+def segment_input(params: Params, settings: Settings) -> SegmentInput:
+    name = params.text("name")
+    if name is not None:
+        name = check_text("name", name.strip(), min_length=1, max_length=256)
+    kind = params.text("type")
+    if kind is not None:
+        kind = kind.strip().lower()
+        if kind not in TYPES:
+            raise errors.Invalid(
+                f"type must be one of {', '.join(TYPES)}, got {kind[:40]!r}", parameter="type"
+            )
+    phone_numbers = params.many("phone_numbers")
+    contacts_ids = params.many("contacts_ids")
+    return SegmentInput(
+        name=name,
+        type=kind,
+        bulk=None
+        if phone_numbers is None
+        else normalize_bulk(phone_numbers, limit=settings.max_bulk_phone_numbers),
+        contacts_ids=None if contacts_ids is None else parse_contacts_ids(contacts_ids),
+        filter=filters.parse(params, max_conditions=settings.max_filter_conditions)
+        if filters.given(params)
+        else None,
+    )

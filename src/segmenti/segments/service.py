@@ -1,0 +1,435 @@
+"""Segments: named sets of a user's contacts, of three types.
+
+  * bulk: a list of phone numbers; numbers that are not yet contacts become contacts;
+  * custom: a list of the user's contact ids;
+  * filter: a live filter (`filters.py`) over the user's contacts.
+Members of bulk and custom segments are stored in `segment_members`; filter members
+are computed. `total_contacts` is maintained exactly (`counts.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from segmenti import errors, phones
+from segmenti.db.tables import contacts, segment_members, segments
+from segmenti.paging import Page
+from segmenti.segments import counts, filters
+from segmenti.segments.filters import ContactState
+from segmenti.timeutil import render, utcnow
+
+TYPES = ("bulk", "custom", "filter")
+ORDER_BY = ("id", "name", "datetime", "last_datetime", "total_contacts")
+ORDER_TYPES = ("asc", "desc")
+# Rows per statement when looking numbers or ids up: under every backend's limit on
+# bound parameters, and large enough that 100,000 numbers take few round trips.
+CHUNK = 900
+# How many invalid entries an error lists.
+SHOWN_INVALID = 10
+
+_PHONE_SEPARATORS = re.compile(r"\r\n|[\n\r,;]")
+
+
+@dataclass(frozen=True)
+class BulkNumbers:
+    """Normalized, de-duplicated numbers of a bulk segment, in first-seen order."""
+
+    numbers: tuple[phones.PhoneInfo, ...]
+
+
+@dataclass(frozen=True)
+class SegmentInput:
+    """A validated create or update; None means "not given"."""
+
+    name: str | None = None
+    type: str | None = None
+    bulk: BulkNumbers | None = None
+    contacts_ids: tuple[int, ...] | None = None
+    filter: filters.Filter | None = None
+
+    def given_types(self) -> list[str]:
+        given = []
+        if self.bulk is not None:
+            given.append("bulk")
+        if self.contacts_ids is not None:
+            given.append("custom")
+        if self.filter is not None:
+            given.append("filter")
+        return given
+
+
+_PARAMETER_OF = {"bulk": "phone_numbers", "custom": "contacts_ids", "filter": "filters_*"}
+
+
+def split_phone_numbers(raw: Sequence[str]) -> list[tuple[int, str]]:
+    """(1-based position, entry) of every non-empty entry, splitting each string on
+    newlines, commas and semicolons."""
+    entries: list[tuple[int, str]] = []
+    position = 0
+    for chunk in raw:
+        for entry in _PHONE_SEPARATORS.split(chunk):
+            position += 1
+            if entry.strip():
+                entries.append((position, entry))
+    return entries
+
+
+def normalize_bulk(raw: Sequence[str], *, limit: int) -> BulkNumbers:
+    entries = split_phone_numbers(raw)
+    if not entries:
+        raise errors.Invalid(
+            "phone_numbers must list at least one number", parameter="phone_numbers"
+        )
+    seen: dict[str, phones.PhoneInfo] = {}
+    invalid: list[dict[str, Any]] = []
+    invalid_count = 0
+    for position, entry in entries:
+        try:
+            info = phones.normalize_phone(entry)
+        except phones.InvalidPhone as exc:
+            invalid_count += 1
+            if len(invalid) < SHOWN_INVALID:
+                invalid.append({"position": position, "value": entry[:64], "reason": exc.reason})
+            continue
+        seen.setdefault(info.e164, info)
+    if invalid:
+        listed = "; ".join(f"#{i['position']} {i['value']!r}: {i['reason']}" for i in invalid)
+        raise errors.Invalid(
+            f"{invalid_count} invalid phone number(s), nothing was saved. First: {listed}",
+            parameter="phone_numbers",
+            meta={"invalid_count": invalid_count, "invalid": invalid},
+        )
+    if len(seen) > limit:
+        raise errors.Invalid(
+            f"a bulk segment takes at most {limit} distinct phone numbers, got {len(seen)}",
+            parameter="phone_numbers",
+        )
+    return BulkNumbers(tuple(seen.values()))
+
+
+def parse_contacts_ids(raw: Sequence[str]) -> tuple[int, ...]:
+    ids: dict[int, None] = {}
+    for chunk in raw:
+        for part in chunk.split(","):
+            text = part.strip()
+            if not text:
+                continue
+            if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
+                raise errors.Invalid(
+                    f"contacts_ids must be positive integers, got {text[:40]!r}",
+                    parameter="contacts_ids",
+                )
+            ids.setdefault(int(text), None)
+    if not ids:
+        raise errors.Invalid("contacts_ids must list at least one id", parameter="contacts_ids")
+    return tuple(ids)
+
+
+# -- reading --------------------------------------------------------------------------
+
+SEGMENT_COLUMNS = (
+    segments.c.id,
+    segments.c.user_id,
+    segments.c.name,
+    segments.c.settings,
+    segments.c.type,
+    segments.c.total_contacts,
+    segments.c.last_datetime,
+    segments.c.datetime,
+)
+
+
+def render_segment(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "user_id": row.user_id,
+        "name": row.name,
+        "settings": row.settings,
+        "type": row.type,
+        "total_contacts": row.total_contacts,
+        "last_datetime": render(row.last_datetime),
+        "datetime": render(row.datetime),
+    }
+
+
+def get_segment(session: Session, *, user_id: int, segment_id: int) -> dict[str, Any]:
+    return render_segment(_load(session, user_id=user_id, segment_id=segment_id))
+
+
+def _load(session: Session, *, user_id: int, segment_id: int) -> Any:
+    row = session.execute(
+        select(*SEGMENT_COLUMNS).where(segments.c.user_id == user_id, segments.c.id == segment_id)
+    ).first()
+    if row is None:
+        raise errors.NotFound(f"segment {segment_id} does not exist")
+    return row
+
+
+def list_segments(
+    session: Session,
+    *,
+    user_id: int,
+    page: Page,
+    order_by: str = "datetime",
+    order_type: str = "desc",
+    type: str | None = None,
+    search: str | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    where = [segments.c.user_id == user_id]
+    if type is not None:
+        where.append(segments.c.type == type)
+    if search:
+        where.append(func.lower(segments.c.name).contains(search.lower(), autoescape=True))
+    column = segments.c[order_by]
+    # Ties (same second, same name, same count) are broken by id in the same direction,
+    # so pages never overlap or skip rows.
+    if order_type == "asc":
+        ordering = (column.asc(), segments.c.id.asc())
+    else:
+        ordering = (column.desc(), segments.c.id.desc())
+    total = session.execute(select(func.count()).select_from(segments).where(*where)).scalar_one()
+    rows = session.execute(
+        select(*SEGMENT_COLUMNS)
+        .where(*where)
+        .order_by(*ordering)
+        .limit(page.size)
+        .offset(page.offset)
+    ).all()
+    return [render_segment(row) for row in rows], int(total)
+
+
+# -- writing --------------------------------------------------------------------------
+
+
+def _resolve_type(data: SegmentInput, *, current: str | None) -> str:
+    given = data.given_types()
+    if data.type is not None:
+        for other in given:
+            if other != data.type:
+                raise errors.Invalid(
+                    f"{_PARAMETER_OF[other]} is not a parameter of a {data.type} segment",
+                    parameter=_PARAMETER_OF[other],
+                )
+        return data.type
+    if len(given) > 1:
+        names = " and ".join(_PARAMETER_OF[t] for t in given)
+        raise errors.Invalid(
+            f"{names} belong to different segment types: send one of them, or set type",
+            parameter=_PARAMETER_OF[given[1]],
+        )
+    if given:
+        return given[0]
+    return current or "filter"
+
+
+def create_segment(session: Session, *, user_id: int, data: SegmentInput) -> int:
+    if data.name is None:
+        raise errors.Invalid("name is required", parameter="name")
+    kind = _resolve_type(data, current=None)
+    _require_parameters(kind, data)
+    counts.lock_tenant(session, user_id=user_id, exclusive=True)
+    segment_id = session.execute(
+        insert(segments)
+        .values(
+            user_id=user_id,
+            name=data.name,
+            type=kind,
+            settings={},
+            total_contacts=0,
+            datetime=utcnow(),
+        )
+        .returning(segments.c.id)
+    ).scalar_one()
+    _define(session, user_id=user_id, segment_id=segment_id, kind=kind, data=data)
+    counts.segments_changed(session, user_id=user_id)
+    return int(segment_id)
+
+
+def update_segment(session: Session, *, user_id: int, segment_id: int, data: SegmentInput) -> int:
+    counts.lock_tenant(session, user_id=user_id, exclusive=True)
+    current = _load(session, user_id=user_id, segment_id=segment_id)
+    kind = _resolve_type(data, current=current.type)
+    values: dict[str, Any] = {"last_datetime": utcnow()}
+    if data.name is not None:
+        values["name"] = data.name
+    if kind != current.type:
+        values["type"] = kind
+        _require_parameters(kind, data)
+    session.execute(update(segments).where(segments.c.id == segment_id).values(**values))
+    redefine = kind != current.type or kind in data.given_types()
+    if redefine:
+        session.execute(delete(segment_members).where(segment_members.c.segment_id == segment_id))
+        _define(session, user_id=user_id, segment_id=segment_id, kind=kind, data=data)
+        counts.segments_changed(session, user_id=user_id)
+    return segment_id
+
+
+def delete_segment(session: Session, *, user_id: int, segment_id: int) -> None:
+    counts.lock_tenant(session, user_id=user_id, exclusive=True)
+    _load(session, user_id=user_id, segment_id=segment_id)
+    session.execute(delete(segments).where(segments.c.id == segment_id))
+    counts.segments_changed(session, user_id=user_id)
+
+
+def _require_parameters(kind: str, data: SegmentInput) -> None:
+    if kind == "bulk" and data.bulk is None:
+        raise errors.Invalid(
+            "phone_numbers is required for a bulk segment", parameter="phone_numbers"
+        )
+    if kind == "custom" and data.contacts_ids is None:
+        raise errors.Invalid(
+            "contacts_ids is required for a custom segment", parameter="contacts_ids"
+        )
+
+
+def _define(
+    session: Session, *, user_id: int, segment_id: int, kind: str, data: SegmentInput
+) -> None:
+    """Stores the segment's settings and members, and counts it from scratch."""
+    if kind == "bulk":
+        assert data.bulk is not None
+        members = _contacts_for_numbers(session, user_id=user_id, numbers=data.bulk.numbers)
+        settings: dict[str, Any] = {
+            "phone_numbers": [info.e164 for info in data.bulk.numbers],
+            "contacts_ids": [contact_id for contact_id, _ in members],
+        }
+        total = _store_members(session, user_id=user_id, segment_id=segment_id, members=members)
+    elif kind == "custom":
+        assert data.contacts_ids is not None
+        members = _owned_contacts(session, user_id=user_id, contact_ids=data.contacts_ids)
+        settings = {"contacts_ids": list(data.contacts_ids)}
+        total = _store_members(session, user_id=user_id, segment_id=segment_id, members=members)
+    else:
+        spec = data.filter or filters.Filter()
+        settings = spec.as_settings()
+        total = count_filter(session, user_id=user_id, spec=spec)
+    session.execute(
+        update(segments)
+        .where(segments.c.id == segment_id)
+        .values(settings=settings, total_contacts=total)
+    )
+
+
+def count_filter(session: Session, *, user_id: int, spec: filters.Filter) -> int:
+    """Members of a filter that have not opted out, counted from scratch."""
+    query = (
+        select(func.count())
+        .select_from(contacts)
+        .where(filters.to_sql(spec, user_id=user_id), contacts.c.has_opted_out.is_(False))
+    )
+    return int(session.execute(query).scalar_one())
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _store_members(
+    session: Session, *, user_id: int, segment_id: int, members: list[tuple[int, bool]]
+) -> int:
+    rows: list[dict[str, Any]] = [
+        {"segment_id": segment_id, "contact_id": contact_id, "user_id": user_id}
+        for contact_id, _ in members
+    ]
+    if rows:
+        session.execute(insert(segment_members), rows)
+    return sum(1 for _, opted_out in members if not opted_out)
+
+
+def _owned_contacts(
+    session: Session, *, user_id: int, contact_ids: Sequence[int]
+) -> list[tuple[int, bool]]:
+    """(id, has_opted_out) of the given ids, in their order; 400 if any is not the user's."""
+    found: dict[int, bool] = {}
+    for chunk in _chunks(contact_ids):
+        rows = session.execute(
+            select(contacts.c.id, contacts.c.has_opted_out).where(
+                contacts.c.user_id == user_id, contacts.c.id.in_(chunk)
+            )
+        ).all()
+        found.update((row.id, bool(row.has_opted_out)) for row in rows)
+    missing = [contact_id for contact_id in contact_ids if contact_id not in found]
+    if missing:
+        shown = ", ".join(map(str, missing[:SHOWN_INVALID]))
+        raise errors.Invalid(
+            f"{len(missing)} of contacts_ids are not your contacts: {shown}",
+            parameter="contacts_ids",
+            meta={"missing": missing[:SHOWN_INVALID], "missing_count": len(missing)},
+        )
+    return [(contact_id, found[contact_id]) for contact_id in contact_ids]
+
+
+def _contacts_for_numbers(
+    session: Session, *, user_id: int, numbers: Sequence[phones.PhoneInfo]
+) -> list[tuple[int, bool]]:
+    """(id, has_opted_out) for every number, creating the contacts that do not exist."""
+    e164s = [info.e164 for info in numbers]
+    found = _lookup_numbers(session, user_id=user_id, e164s=e164s)
+    missing = [info for info in numbers if info.e164 not in found]
+    if missing:
+        version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
+        now = utcnow()
+        rows: list[dict[str, Any]] = [
+            {
+                "user_id": user_id,
+                "name": "",
+                "phone_number": info.e164,
+                "custom_parameters": {},
+                "country_code": info.country_code,
+                "continent_code": info.continent_code,
+                "has_opted_out": False,
+                "datetime": now,
+            }
+            for info in missing
+        ]
+        session.execute(_insert_ignoring_duplicates(session), rows)
+        created = _lookup_numbers(session, user_id=user_id, e164s=[i.e164 for i in missing])
+        found.update(created)
+        _count_new_contacts(session, user_id=user_id, version=version, created=missing)
+    return [found[e164] for e164 in e164s]
+
+
+def _insert_ignoring_duplicates(session: Session) -> Any:
+    # A concurrent bulk create (PostgreSQL) may insert the same number first; the
+    # unique (user_id, phone_number) constraint then keeps one contact.
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(contacts).on_conflict_do_nothing()
+    return sqlite.insert(contacts).on_conflict_do_nothing()
+
+
+def _lookup_numbers(
+    session: Session, *, user_id: int, e164s: Sequence[str]
+) -> dict[str, tuple[int, bool]]:
+    found: dict[str, tuple[int, bool]] = {}
+    for chunk in _chunks(e164s):
+        rows = session.execute(
+            select(contacts.c.id, contacts.c.phone_number, contacts.c.has_opted_out).where(
+                contacts.c.user_id == user_id, contacts.c.phone_number.in_(chunk)
+            )
+        ).all()
+        found.update((row.phone_number, (row.id, bool(row.has_opted_out))) for row in rows)
+    return found
+
+
+def _count_new_contacts(
+    session: Session, *, user_id: int, version: str, created: Sequence[phones.PhoneInfo]
+) -> None:
+    """Adds contacts created by a bulk segment to the filter segments they match.
+
+    They all have no parameters, so they differ only by country and continent:
+    evaluating one representative per (country, continent) is enough."""
+    by_place = Counter((info.country_code, info.continent_code) for info in created)
+    changes = [
+        counts.Change(0, None, ContactState(country, continent, False, {}), weight=how_many)
+        for (country, continent), how_many in by_place.items()
+    ]
+    counts.contacts_changed(session, user_id=user_id, version=version, changes=changes)

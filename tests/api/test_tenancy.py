@@ -1,0 +1,93 @@
+"""One user never sees or changes another's data: another user's id answers exactly
+like an id that does not exist, on every endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import User
+
+
+@pytest.fixture
+def bobs_data(bob: User) -> dict[str, int]:
+    contact = bob.make_contact("+393331234501", name="Bob's", custom_parameters={"plan": "pro"})
+    return {
+        "contact": contact,
+        "segment": bob.make_segment(name="Bob's", contacts_ids=str(contact)),
+    }
+
+
+def routes(data: dict[str, int]) -> list[tuple[str, str, dict[str, Any]]]:
+    segment, contact = data["segment"], data["contact"]
+    return [
+        ("GET", f"/api/segments/{segment}", {}),
+        ("POST", f"/api/segments/{segment}", {"data": {"name": "stolen"}}),
+        ("DELETE", f"/api/segments/{segment}", {}),
+        ("GET", f"/api/contacts/{contact}", {}),
+        ("POST", f"/api/contacts/{contact}", {"data": {"name": "stolen"}}),
+        ("DELETE", f"/api/contacts/{contact}", {}),
+    ]
+
+
+def test_another_users_ids_answer_like_missing_ids(
+    alice: User, bob: User, bobs_data: dict[str, int]
+) -> None:
+    for method, path, kwargs in routes(bobs_data):
+        theirs = alice.request(method, path, **kwargs)
+        missing = alice.request(method, path.rsplit("/", 1)[0] + "/999999", **kwargs)
+        assert theirs.status_code == missing.status_code == 404, (method, path)
+        assert theirs.json()["errors"][0]["title"] == missing.json()["errors"][0]["title"]
+    # Nothing of Bob's changed.
+    assert bob.segment(bobs_data["segment"])["name"] == "Bob's"
+    assert bob.total(bobs_data["segment"]) == 1
+    contact = bob.get(f"/api/contacts/{bobs_data['contact']}").json()["data"]
+    assert contact["name"] == "Bob's"
+
+
+def test_lists_show_only_your_own_rows(alice: User, bob: User, bobs_data: dict[str, int]) -> None:
+    alice.make_contact("+393331234599")
+    assert alice.get("/api/segments").json()["meta"]["total"] == 0
+    contacts = alice.get("/api/contacts").json()["data"]
+    assert [c["phone_number"] for c in contacts] == ["+393331234599"]
+    assert alice.get("/api/contacts?search=Bob").json()["data"] == []
+
+
+def test_ids_inside_bodies_are_scoped(alice: User, bobs_data: dict[str, int]) -> None:
+    response = alice.post(
+        "/api/segments", data={"name": "x", "contacts_ids": str(bobs_data["contact"])}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["meta"]["missing"] == [bobs_data["contact"]]
+
+
+def test_filters_and_bulk_never_reach_another_user(
+    alice: User, bob: User, bobs_data: dict[str, int]
+) -> None:
+    everyone = alice.make_segment()
+    pro = alice.make_segment(
+        filters_custom_parameter_key=["plan"], filters_custom_parameter_value=["pro"]
+    )
+    assert alice.total(everyone) == 0 and alice.total(pro) == 0
+    # Alice's bulk segment with Bob's number makes her own contact; Bob's stays his.
+    bulk = alice.make_segment(phone_numbers="+393331234501")
+    alice_contact = alice.segment(bulk)["settings"]["contacts_ids"][0]
+    assert alice_contact != bobs_data["contact"]
+    assert alice.total(everyone) == 1
+    bob.post(f"/api/contacts/{bobs_data['contact']}", json={"custom_parameters": {"plan": "free"}})
+    assert alice.total(pro) == 0
+    assert bob.get(f"/api/contacts/{bobs_data['contact']}").json()["data"]["name"] == "Bob's"
+
+
+def test_a_revoked_key_is_401(alice: User, db: Any) -> None:
+    from segmenti import auth
+
+    with db.write() as session:
+        key_id, second_key = auth.create_key(session, user_id=alice.id)
+    second = {"Authorization": f"Bearer {second_key}"}
+    assert alice.client.get("/api/segments", headers=second).status_code == 200
+    with db.write() as session:
+        auth.revoke_key(session, key_id=key_id)
+    assert alice.client.get("/api/segments", headers=second).status_code == 401
+    assert alice.get("/api/segments").status_code == 200

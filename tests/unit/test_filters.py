@@ -1,0 +1,95 @@
+"""The two compilations of a filter agree: SQL (counts, member lists) and Python
+(maintained counts). Random contacts and filters, real SQLite."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, insert, select
+
+from segmenti.db.tables import contact_parameters, contacts, metadata, users
+from segmenti.segments import filters
+from segmenti.segments.filters import ContactState, indexed_parameters
+from segmenti.timeutil import utcnow
+
+ALPHABET = "aAbB%_\\'.ß1 -"
+values = st.text(alphabet=ALPHABET + "0123456789", max_size=5) | st.sampled_from(
+    ["1", "-2", "2.5", ".5", "1e2", "", " 3 ", "SS", "ss"]
+)
+keys = st.sampled_from(["plan", "age", "p%"])
+conditions = st.builds(
+    filters.Condition,
+    key=keys,
+    condition=st.sampled_from(filters.CONDITIONS),
+    value=values,
+).filter(lambda c: c.condition not in filters.NUMERIC or filters.parse_number(c.value) is not None)
+filter_specs = st.builds(
+    filters.Filter,
+    conditions=st.lists(conditions, max_size=3).map(tuple),
+    countries=st.none() | st.just(("IT",)),
+    continents=st.none() | st.just(("EU", "NA")),
+)
+contact_specs = st.lists(
+    st.tuples(
+        st.sampled_from([("IT", "EU"), ("US", "NA"), ("JP", "AS"), (None, None)]),
+        st.dictionaries(keys, values, max_size=3),
+    ),
+    max_size=8,
+)
+
+ENGINE = create_engine("sqlite://")
+metadata.create_all(ENGINE)
+with ENGINE.begin() as connection:
+    connection.execute(insert(users).values(id=1, name="u", datetime=utcnow()))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=filter_specs, people=contact_specs)
+def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # type: ignore[type-arg]
+    with ENGINE.connect() as connection, connection.begin() as transaction:
+        expected = set()
+        predicate = filters.to_python(spec)
+        for number, ((country, continent), raw) in enumerate(people, start=1):
+            connection.execute(
+                insert(contacts).values(
+                    id=number,
+                    user_id=1,
+                    phone_number=f"+{number}",
+                    custom_parameters=raw,
+                    country_code=country,
+                    continent_code=continent,
+                    has_opted_out=False,
+                    datetime=utcnow(),
+                )
+            )
+            for key, (folded, value_number) in indexed_parameters(raw).items():
+                connection.execute(
+                    insert(contact_parameters).values(
+                        contact_id=number,
+                        user_id=1,
+                        key=key,
+                        value_folded=folded,
+                        value_number=value_number,
+                    )
+                )
+            state = ContactState(country, continent, False, indexed_parameters(raw))
+            if predicate(state):
+                expected.add(number)
+        found = set(
+            connection.execute(
+                select(contacts.c.id).where(filters.to_sql(spec, user_id=1))
+            ).scalars()
+        )
+        transaction.rollback()
+    assert found == expected
+
+
+@given(text=st.text(alphabet=string.printable, max_size=8))
+def test_parse_number_accepts_only_plain_decimals(text: str) -> None:
+    number = filters.parse_number(text)
+    stripped = text.strip()
+    looks_decimal = bool(stripped) and all(c in "+-.0123456789" for c in stripped)
+    if number is not None:
+        assert looks_decimal and float(stripped) == number

@@ -1,0 +1,52 @@
+"""Settings: every field documented, read from SEGMENTI_* variables."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from segmenti import settings as settings_module
+from segmenti.settings import Settings
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def documented_fields() -> dict[str, str]:
+    tree = ast.parse(inspect.getsource(settings_module.Settings))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr):
+            docs[node.target.id] = following.value.value  # type: ignore[attr-defined]
+    return docs
+
+
+def test_every_setting_has_a_docstring_and_a_readme_row() -> None:
+    docs = documented_fields()
+    readme = README.read_text()
+    for spec in fields(Settings):
+        assert docs.get(spec.name, "").strip(), f"{spec.name} has no docstring"
+        assert f"SEGMENTI_{spec.name.upper()}" in readme, f"{spec.name} missing from README"
+
+
+def test_settings_come_from_the_environment() -> None:
+    loaded = Settings.from_env(
+        {
+            "SEGMENTI_DATABASE_URL": "sqlite:///x.db",
+            "SEGMENTI_MAX_BODY_BYTES": "5",
+            "SEGMENTI_LOG_JSON": "yes",
+        }
+    )
+    assert loaded.database_url == "sqlite:///x.db"
+    assert loaded.max_body_bytes == 5
+    assert loaded.log_json is True
+
+
+@pytest.mark.parametrize(("name", "value"), [("MAX_BODY_BYTES", "lots"), ("LOG_JSON", "perhaps")])
+def test_bad_settings_are_refused_with_the_variable_name(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"SEGMENTI_{name}"):
+        Settings.from_env({f"SEGMENTI_{name}": value})
