@@ -249,3 +249,31 @@ def test_maintained_counts_equal_counts_from_scratch(alice: User, db: Any) -> No
                     )
                 ).scalar_one()
             assert segment["total_contacts"] == expected, segment
+
+
+def test_members_where_selects_what_total_contacts_counts(alice: User, db: Any) -> None:
+    from segmenti.segments.members import members_where
+
+    a = alice.make_contact("+393331234501", custom_parameters={"plan": "pro"})
+    b = alice.make_contact("+393331234502", custom_parameters={"plan": "pro"}, has_opted_out=True)
+    alice.make_contact("+14155552671", custom_parameters={"plan": "free"})
+    custom = alice.make_segment(contacts_ids=f"{a},{b}")
+    pro = alice.make_segment(
+        filters_custom_parameter_key=["plan"], filters_custom_parameter_value=["pro"]
+    )
+    with db.read() as session:
+        for segment_id in (custom, pro):
+            segment = alice.segment(segment_id)
+            for include_opted_out, expected in ((False, [a]), (True, [a, b])):
+                where = members_where(
+                    user_id=alice.id,
+                    segment_id=segment_id,
+                    type=segment["type"],
+                    settings=segment["settings"],
+                    include_opted_out=include_opted_out,
+                )
+                found = session.execute(
+                    select(contacts.c.id).where(where).order_by(contacts.c.id)
+                ).scalars()
+                assert list(found) == expected
+            assert segment["total_contacts"] == 1
