@@ -16,6 +16,7 @@ from segmenti.contacts.api import router as contacts_router
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.segments.api import router as segments_router
+from segmenti.segments.members_api import router as members_router
 from segmenti.settings import Settings
 
 log = logging.getLogger("segmenti")
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     )
     app.state.settings = settings
     app.state.db = db
+    app.include_router(members_router)  # first: /api/segments/preview is no segment id
     app.include_router(segments_router)
     app.include_router(contacts_router)
     _add_operational_routes(app, db)

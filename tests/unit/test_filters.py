@@ -82,8 +82,14 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
                 select(contacts.c.id).where(filters.to_sql(spec, user_id=1))
             ).scalars()
         )
+        found_correlated = set(
+            connection.execute(
+                select(contacts.c.id).where(filters.to_sql(spec, user_id=1, correlated=True))
+            ).scalars()
+        )
         transaction.rollback()
     assert found == expected
+    assert found_correlated == expected
 
 
 @given(text=st.text(alphabet=string.printable, max_size=8))

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from segmenti.settings import Settings
@@ -99,6 +99,22 @@ class Database:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with self._write() as session, session.begin():
             yield session
+
+    @contextmanager
+    def read_only(self) -> Iterator[Session]:
+        """A transaction the database itself refuses to write in (previews): SQLite's
+        query_only for this connection, PostgreSQL's READ ONLY transaction."""
+        with self._read() as session:
+            if self.is_sqlite:
+                session.execute(text("PRAGMA query_only = ON"))
+            else:
+                session.execute(text("SET TRANSACTION READ ONLY"))
+            try:
+                yield session
+            finally:
+                session.rollback()
+                if self.is_sqlite:  # the connection goes back to the pool writable
+                    session.execute(text("PRAGMA query_only = OFF"))
 
     def dispose(self) -> None:
         self.engine.dispose()

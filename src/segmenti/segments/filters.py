@@ -190,28 +190,46 @@ def _codes(
 # -- SQL ------------------------------------------------------------------------------
 
 
-def to_sql(spec: Filter, *, user_id: int) -> ColumnElement[bool]:
-    """The filter as a WHERE clause over `contacts`, scoped to the user."""
+def to_sql(spec: Filter, *, user_id: int, correlated: bool = False) -> ColumnElement[bool]:
+    """The filter as a WHERE clause over `contacts`, scoped to the user.
+
+    Two shapes of the same set. Uncorrelated (default): each condition is `id IN
+    (holders)`, which the database builds once per statement from the (user, key,
+    value) indexes: best for counts and rare conditions. Correlated: each condition is
+    `EXISTS (... WHERE contact_id = contacts.id ...)`, one primary-key probe per
+    contact: best for a page of a dense segment read in id order, which then stops
+    after one page instead of building every condition's holders first."""
     clauses: list[ColumnElement[bool]] = [contacts.c.user_id == user_id]
     if spec.countries is not None:
         clauses.append(contacts.c.country_code.in_(spec.countries))
     if spec.continents is not None:
         clauses.append(contacts.c.continent_code.in_(spec.continents))
     for condition in spec.conditions:
-        clauses.append(_condition_sql(condition, user_id=user_id))
+        clauses.append(_condition_sql(condition, user_id=user_id, correlated=correlated))
     return and_(*clauses)
 
 
-def _condition_sql(condition: Condition, *, user_id: int) -> ColumnElement[bool]:
+def _condition_sql(
+    condition: Condition, *, user_id: int, correlated: bool = False
+) -> ColumnElement[bool]:
     negated = condition.condition.startswith("not_")
     positive = condition.condition.removeprefix("not_")
-    # Contacts holding the key with a value that satisfies the positive condition. The
-    # (user_id, key, value) indexes answer this sub-select without touching contacts.
-    holders = select(contact_parameters.c.contact_id).where(
+    holding = (
         contact_parameters.c.user_id == user_id,
         contact_parameters.c.key == condition.key,
         _value_sql(positive, condition.value),
     )
+    if correlated:
+        held = (
+            select(contact_parameters.c.contact_id)
+            .where(contact_parameters.c.contact_id == contacts.c.id, *holding)
+            .correlate(contacts)
+            .exists()
+        )
+        return ~held if negated else held
+    # Contacts holding the key with a value that satisfies the positive condition. The
+    # (user_id, key, value) indexes answer this sub-select without touching contacts.
+    holders = select(contact_parameters.c.contact_id).where(*holding)
     # NOT IN is the exact complement of IN here: contact_id is never NULL.
     return contacts.c.id.not_in(holders) if negated else contacts.c.id.in_(holders)
 

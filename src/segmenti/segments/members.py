@@ -1,15 +1,30 @@
 """Who is in a segment: one WHERE clause over `contacts` per segment, shared by every
-reader of membership (member lists, previews, CSV export)."""
+reader of membership (member lists, previews, CSV export), and the reading of it that
+explains one contact's membership."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.orm import Session
 
-from segmenti.db.tables import contacts, segment_members
+from segmenti import errors
+from segmenti.contacts import service as contacts_service
+from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
+from segmenti.db.tables import contacts, segment_members, segments
+from segmenti.paging import Page
 from segmenti.segments import filters
+
+# A filter segment with at least this many counted members is listed by walking the
+# user's contacts in id order with one primary-key probe per condition (the correlated
+# shape of `filters.to_sql`): a page then reads about results_per_page / density rows,
+# at most a few thousand per page at this density over 10M contacts. A smaller
+# segment is rare among the contacts, and building each condition's holders once (the
+# uncorrelated shape) is cheaper than walking the contacts to find it.
+DENSE_MEMBERS = 10_000
 
 
 def members_where(
@@ -19,18 +34,222 @@ def members_where(
     type: str,
     settings: Mapping[str, Any],
     include_opted_out: bool = False,
+    correlated: bool = False,
 ) -> ColumnElement[bool]:
     """Contacts of the user that are members of the segment now.
 
     Bulk and custom: the listed contacts that still exist (segment_members). Filter:
-    the contacts that satisfy the filter now. Opted-out contacts only when asked."""
+    the contacts that satisfy the filter now. Opted-out contacts only when asked.
+    `correlated` picks the EXISTS shape of the same set (see `filters.to_sql`)."""
     if type == "filter":
-        where = filters.to_sql(filters.Filter.from_settings(settings), user_id=user_id)
+        spec = filters.Filter.from_settings(settings)
+        where = filters.to_sql(spec, user_id=user_id, correlated=correlated)
+    elif correlated:
+        listed = (
+            select(segment_members.c.contact_id)
+            .where(
+                segment_members.c.segment_id == segment_id,
+                segment_members.c.contact_id == contacts.c.id,
+            )
+            .correlate(contacts)
+            .exists()
+        )
+        where = and_(contacts.c.user_id == user_id, listed)
     else:
-        listed = select(segment_members.c.contact_id).where(
+        listed_ids = select(segment_members.c.contact_id).where(
             segment_members.c.segment_id == segment_id, segment_members.c.user_id == user_id
         )
-        where = and_(contacts.c.user_id == user_id, contacts.c.id.in_(listed))
+        where = and_(contacts.c.user_id == user_id, contacts.c.id.in_(listed_ids))
     if include_opted_out:
         return where
     return and_(where, contacts.c.has_opted_out.is_(False))
+
+
+def _load(session: Session, *, user_id: int, segment_id: int) -> dict[str, Any]:
+    """What membership needs of a segment: its type, count and, for a filter, its
+    settings (those of a bulk segment can hold 100,000 numbers and are not needed)."""
+    row = session.execute(
+        select(segments.c.type, segments.c.total_contacts).where(
+            segments.c.user_id == user_id, segments.c.id == segment_id
+        )
+    ).first()
+    if row is None:
+        raise errors.NotFound(f"segment {segment_id} does not exist")
+    settings: Mapping[str, Any] = {}
+    if row.type == "filter":
+        settings = session.execute(
+            select(segments.c.settings).where(segments.c.id == segment_id)
+        ).scalar_one()
+    return {"type": row.type, "total_contacts": row.total_contacts, "settings": settings}
+
+
+# -- listing --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberPage:
+    """One page of members: the rendered contacts, the total the list's meta reports,
+    and whether a member follows the last one (the cursor `next` link needs it)."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    has_more: bool
+
+
+def list_members(
+    session: Session,
+    *,
+    user_id: int,
+    segment_id: int,
+    page: Page,
+    after_id: int | None = None,
+    include_opted_out: bool = False,
+    has_opted_out: bool | None = None,
+) -> MemberPage:
+    """Members in contact id order. `after_id` (keyset) starts after that id and makes
+    `page` a label only; without it `page` is an OFFSET. `has_opted_out`, when given,
+    decides on its own which opted-out members are in (it needs no include flag)."""
+    segment = _load(session, user_id=user_id, segment_id=segment_id)
+    include = include_opted_out or has_opted_out is not None
+    # Exactly the members total_contacts counts, which is maintained exact: no COUNT
+    # over the members per page.
+    counted_only = not include or has_opted_out is False
+    is_filter = segment["type"] == "filter"
+    where = members_where(
+        user_id=user_id,
+        segment_id=segment_id,
+        type=segment["type"],
+        settings=segment["settings"],
+        include_opted_out=include,
+        # Opted-out members alone may be few, whatever total_contacts says.
+        correlated=not is_filter or (counted_only and segment["total_contacts"] >= DENSE_MEMBERS),
+    )
+    if has_opted_out is not None:
+        where = and_(where, contacts.c.has_opted_out.is_(has_opted_out))
+    if counted_only:
+        total = int(segment["total_contacts"])
+    else:
+        total = int(
+            session.execute(select(func.count()).select_from(contacts).where(where)).scalar_one()
+        )
+    if is_filter:
+        query = select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id)
+    else:
+        # Walk the segment's own (segment_id, contact_id) key in order: a page reads
+        # that page's members, however few they are among the user's contacts.
+        query = (
+            select(*CONTACT_COLUMNS)
+            .select_from(
+                segment_members.join(contacts, contacts.c.id == segment_members.c.contact_id)
+            )
+            .where(segment_members.c.segment_id == segment_id, where)
+            .order_by(segment_members.c.contact_id)
+        )
+    if after_id is not None:
+        query = query.where(contacts.c.id > after_id)
+    else:
+        query = query.offset(page.offset)
+    rows = session.execute(query.limit(page.size + 1)).all()
+    return MemberPage(
+        rows=[render_contact(row) for row in rows[: page.size]],
+        total=total,
+        has_more=len(rows) > page.size,
+    )
+
+
+# -- explaining -----------------------------------------------------------------------
+
+
+def explain_membership(
+    session: Session, *, user_id: int, segment_id: int, contact_id: int
+) -> dict[str, Any]:
+    """Whether the contact is a member of the segment, and why.
+
+    `member`: the contact is in the segment's member list with opted-out members
+    included; `counted`: also in the default list and in total_contacts (a member that
+    has not opted out). Filter conditions are evaluated one by one with the same
+    Python predicates that keep total_contacts exact, so the verdict is the SQL's."""
+    segment = _load(session, user_id=user_id, segment_id=segment_id)
+    contact = contacts_service.get_contact(session, user_id=user_id, contact_id=contact_id)
+    explanation: dict[str, Any] = {
+        "segment_id": segment_id,
+        "contact_id": contact_id,
+        "type": segment["type"],
+    }
+    if segment["type"] == "filter":
+        checks = _filter_checks(filters.Filter.from_settings(segment["settings"]), contact)
+        member = all(check["held"] for check in checks["conditions"]) and all(
+            checks[place]["held"] for place in ("countries", "continents") if checks[place]
+        )
+        explanation.update(checks)
+        reason = _filter_reason(checks) if not member else "every condition of the filter holds"
+    else:
+        member = (
+            session.execute(
+                select(segment_members.c.contact_id).where(
+                    segment_members.c.segment_id == segment_id,
+                    segment_members.c.contact_id == contact_id,
+                )
+            ).first()
+            is not None
+        )
+        explanation["listed"] = member
+        reason = (
+            "the contact is listed in the segment"
+            if member
+            else "the contact is not listed in the segment"
+        )
+    opted_out = bool(contact["has_opted_out"])
+    if member and opted_out:
+        reason += "; it has opted out, so it is listed only with include_opted_out=1 "
+        reason += "and not counted in total_contacts"
+    explanation.update(
+        member=member,
+        counted=member and not opted_out,
+        has_opted_out=opted_out,
+        reason=reason,
+    )
+    return explanation
+
+
+def _filter_checks(spec: filters.Filter, contact: Mapping[str, Any]) -> dict[str, Any]:
+    state = contacts_service.state_of(contact)
+    parameters: Mapping[str, str] = contact["custom_parameters"]
+    conditions = [
+        {
+            **condition.as_settings(),
+            "contact_value": parameters.get(condition.key),
+            "held": filters.to_python(filters.Filter(conditions=(condition,)))(state),
+        }
+        for condition in spec.conditions
+    ]
+    countries = None
+    if spec.countries is not None:
+        countries = {
+            "allowed": list(spec.countries),
+            "contact_value": contact["country_code"],
+            "held": filters.to_python(filters.Filter(countries=spec.countries))(state),
+        }
+    continents = None
+    if spec.continents is not None:
+        continents = {
+            "allowed": list(spec.continents),
+            "contact_value": contact["continent_code"],
+            "held": filters.to_python(filters.Filter(continents=spec.continents))(state),
+        }
+    return {"conditions": conditions, "countries": countries, "continents": continents}
+
+
+def _filter_reason(checks: Mapping[str, Any]) -> str:
+    failed = []
+    for check in checks["conditions"]:
+        if not check["held"]:
+            value = check["contact_value"]
+            has = "it has no such key" if value is None else f"it has {value!r}"
+            failed.append(f"{check['key']} {check['condition']} {check['value']!r} ({has})")
+    for place in ("countries", "continents"):
+        check = checks[place]
+        if check and not check["held"]:
+            allowed = ", ".join(check["allowed"])
+            failed.append(f"{place} {allowed} (it has {check['contact_value']})")
+    return "not a member; these do not hold: " + "; ".join(failed)

@@ -15,11 +15,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from segmenti import errors, phones
+from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.tables import contacts, segment_members, segments
 from segmenti.paging import Page
 from segmenti.segments import counts, filters
@@ -433,3 +434,72 @@ def _count_new_contacts(
         for (country, continent), how_many in by_place.items()
     ]
     counts.contacts_changed(session, user_id=user_id, version=version, changes=changes)
+
+
+# -- previewing -----------------------------------------------------------------------
+
+PREVIEW_CONTACTS = 10
+
+
+def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> dict[str, Any]:
+    """What creating the segment would give, writing nothing: `total_contacts` as it
+    would be stored, and the first members in contact id order (those that have not
+    opted out, as the default member list shows them).
+
+    The same type rules and errors as `create_segment`, except that `name` is optional.
+    A bulk preview creates no contact: numbers that are not contacts yet count as the
+    members they would become (not opted out) and, since new contacts would get ids
+    above every existing one, follow the existing members in `contacts` with a null
+    `id` and `datetime`. `new_contacts` says how many there are (0 for other types)."""
+    kind = _resolve_type(data, current=None)
+    _require_parameters(kind, data)
+    new_numbers: list[phones.PhoneInfo] = []
+    if kind == "filter":
+        where = and_(
+            filters.to_sql(data.filter or filters.Filter(), user_id=user_id),
+            contacts.c.has_opted_out.is_(False),
+        )
+        total = count_filter(session, user_id=user_id, spec=data.filter or filters.Filter())
+        first = session.execute(
+            select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_CONTACTS)
+        ).all()
+    else:
+        if kind == "custom":
+            assert data.contacts_ids is not None
+            members = _owned_contacts(session, user_id=user_id, contact_ids=data.contacts_ids)
+        else:
+            assert data.bulk is not None
+            found = _lookup_numbers(
+                session, user_id=user_id, e164s=[info.e164 for info in data.bulk.numbers]
+            )
+            members = list(found.values())
+            new_numbers = [info for info in data.bulk.numbers if info.e164 not in found]
+        counted = sorted(contact_id for contact_id, opted_out in members if not opted_out)
+        total = len(counted) + len(new_numbers)
+        first = session.execute(
+            select(*CONTACT_COLUMNS)
+            .where(contacts.c.user_id == user_id, contacts.c.id.in_(counted[:PREVIEW_CONTACTS]))
+            .order_by(contacts.c.id)
+        ).all()
+    shown = [render_contact(row) for row in first]
+    shown += [
+        _new_contact(user_id=user_id, info=info)
+        for info in new_numbers[: PREVIEW_CONTACTS - len(shown)]
+    ]
+    return {"total_contacts": total, "new_contacts": len(new_numbers), "contacts": shown}
+
+
+def _new_contact(*, user_id: int, info: phones.PhoneInfo) -> dict[str, Any]:
+    """A contact a bulk segment would create, as it would be rendered once created."""
+    return {
+        "id": None,
+        "user_id": user_id,
+        "name": "",
+        "phone_number": info.e164,
+        "custom_parameters": {},
+        "continent_code": info.continent_code,
+        "country_code": info.country_code,
+        "has_opted_out": False,
+        "last_datetime": None,
+        "datetime": None,
+    }

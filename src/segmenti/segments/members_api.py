@@ -1,0 +1,206 @@
+"""Segment membership API: who is in a segment, why, and before saving it.
+
+Included in the app before `segments.api`, so `POST /api/segments/preview` is not
+taken for an update of a segment with id "preview"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from segmenti import schemas
+from segmenti.forms import Params, parse_bool, parse_positive_int
+from segmenti.http import body_params, current_user, database, list_envelope, page_of
+from segmenti.paging import Page
+from segmenti.segments import members, service
+from segmenti.segments.forms import segment_input
+
+router = APIRouter(prefix="/api/segments", tags=["segments"])
+
+_BOOLEAN = {"type": "string", "enum": ["0", "1", "true", "false"]}
+_MEMBER_LIST_PARAMETERS = [
+    *schemas.page_parameters(),
+    schemas.query_parameter(
+        "after_id",
+        {"type": "integer", "minimum": 1},
+        "Keyset cursor: the members after this contact id. Then `page` only labels the "
+        "page in `meta` and links; the `next` link carries the cursor, so following it "
+        "costs the same on every page. Without it `page` skips (page - 1) * "
+        "results_per_page members, which costs more the deeper the page.",
+    ),
+    schemas.query_parameter(
+        "include_opted_out",
+        {**_BOOLEAN, "default": "0"},
+        "Also list members that have opted out (they are not in total_contacts).",
+    ),
+    schemas.query_parameter(
+        "has_opted_out",
+        _BOOLEAN,
+        "Only members that have (1) or have not (0) opted out; include_opted_out is "
+        "then not needed.",
+    ),
+]
+
+_CHECK = {
+    "type": "object",
+    "properties": {
+        "allowed": {"type": "array", "items": {"type": "string"}},
+        "contact_value": {"type": ["string", "null"]},
+        "held": {"type": "boolean"},
+    },
+}
+MEMBERSHIP = {
+    "type": "object",
+    "required": ["segment_id", "contact_id", "type", "member", "counted", "has_opted_out"],
+    "properties": {
+        "segment_id": {"type": "integer"},
+        "contact_id": {"type": "integer"},
+        "type": {"type": "string", "enum": ["bulk", "custom", "filter"]},
+        "member": {
+            "type": "boolean",
+            "description": "In the member list with include_opted_out=1.",
+        },
+        "counted": {
+            "type": "boolean",
+            "description": "A member that has not opted out: in the default member list "
+            "and in total_contacts.",
+        },
+        "has_opted_out": {"type": "boolean"},
+        "reason": {"type": "string"},
+        "listed": {
+            "type": "boolean",
+            "description": "bulk and custom: the contact is one of the segment's contacts.",
+        },
+        "conditions": {
+            "type": "array",
+            "description": "filter: each custom-parameter condition, the contact's value "
+            "(null when it has not the key) and whether the condition held.",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "condition": {"type": "string"},
+                    "value": {"type": "string"},
+                    "contact_value": {"type": ["string", "null"]},
+                    "held": {"type": "boolean"},
+                },
+            },
+        },
+        "countries": {**_CHECK, "type": ["object", "null"]},
+        "continents": {**_CHECK, "type": ["object", "null"]},
+    },
+}
+PREVIEW = {
+    "type": "object",
+    "required": ["total_contacts", "new_contacts", "contacts"],
+    "properties": {
+        "total_contacts": {"type": "integer"},
+        "new_contacts": {
+            "type": "integer",
+            "description": "bulk: numbers that are not contacts yet (saving would create "
+            "them); they follow the existing members in `contacts` with a null id.",
+        },
+        "contacts": {"type": "array", "items": schemas.CONTACT, "maxItems": 10},
+    },
+}
+_PREVIEW_BODY = schemas.request_body(
+    schemas.SEGMENT_FORM_FIELDS, schemas.FILTER_PATTERN_FIELDS, schemas.SEGMENT_JSON_FIELDS
+)
+
+
+def _flag(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    return None if raw is None or raw.strip() == "" else parse_bool(name, raw)
+
+
+def _members_envelope(
+    request: Request, listed: members.MemberPage, *, page: Page
+) -> dict[str, Any]:
+    body = list_envelope(request, listed.rows, total=listed.total, page=page)
+    # Links by page number leave the cursor out; `next` follows the cursor.
+    by_number = request.url.remove_query_params("after_id")
+    total_pages = body["meta"]["total_pages"]
+
+    def link(number: int) -> str:
+        return str(by_number.include_query_params(page=number))
+
+    links = body["links"]
+    links["first"] = link(1)
+    links["last"] = link(total_pages) if total_pages else None
+    links["prev"] = link(min(page.number - 1, max(total_pages, 1))) if page.number > 1 else None
+    links["next"] = (
+        str(request.url.include_query_params(page=page.number + 1, after_id=listed.rows[-1]["id"]))
+        if listed.has_more
+        else None
+    )
+    return body
+
+
+@router.post(
+    "/preview",
+    summary="Preview a segment without saving it",
+    description="The parameters of creating a segment (all three types, the same "
+    "validation and errors; `name` is optional). Nothing is written: a bulk preview "
+    "creates no contact. Answers the total_contacts the segment would have and its "
+    "first 10 members in contact id order.",
+    responses=schemas.responses(200, schemas.one(PREVIEW), 400, 401, 413, 415),
+    openapi_extra=_PREVIEW_BODY,
+)
+def preview_segment(
+    request: Request,
+    user_id: int = Depends(current_user),
+    params: Params = Depends(body_params),
+) -> JSONResponse:
+    data = segment_input(params, request.app.state.settings)
+    with database(request).read_only() as session:
+        preview = service.preview_segment(session, user_id=user_id, data=data)
+    return JSONResponse({"data": preview})
+
+
+@router.get(
+    "/{segment_id}/contacts",
+    summary="List a segment's members",
+    description="The segment's members as contacts, in contact id order, with the "
+    "paging, envelope and links of every list. Members that have opted out are left "
+    "out unless include_opted_out=1 (or has_opted_out=1) is given.",
+    responses=schemas.responses(200, schemas.listing(schemas.CONTACT), 400, 401, 404),
+    openapi_extra={"parameters": _MEMBER_LIST_PARAMETERS},
+)
+def list_members(
+    segment_id: int, request: Request, user_id: int = Depends(current_user)
+) -> JSONResponse:
+    page = page_of(request)
+    raw_after = request.query_params.get("after_id")
+    after_id = None if raw_after in (None, "") else parse_positive_int("after_id", raw_after)
+    with database(request).read() as session:
+        listed = members.list_members(
+            session,
+            user_id=user_id,
+            segment_id=segment_id,
+            page=page,
+            after_id=after_id,
+            include_opted_out=bool(_flag(request, "include_opted_out")),
+            has_opted_out=_flag(request, "has_opted_out"),
+        )
+    return JSONResponse(_members_envelope(request, listed, page=page))
+
+
+@router.get(
+    "/{segment_id}/contacts/{contact_id}",
+    summary="Whether a contact is a member, and why",
+    description="filter: each condition with the contact's value and whether it held, "
+    "and the country and continent checks; bulk and custom: whether the contact is "
+    "listed. `member` agrees with the member list with include_opted_out=1, `counted` "
+    "with the default list and total_contacts.",
+    responses=schemas.responses(200, schemas.one(MEMBERSHIP), 401, 404),
+)
+def explain_membership(
+    segment_id: int, contact_id: int, request: Request, user_id: int = Depends(current_user)
+) -> JSONResponse:
+    with database(request).read() as session:
+        explanation = members.explain_membership(
+            session, user_id=user_id, segment_id=segment_id, contact_id=contact_id
+        )
+    return JSONResponse({"data": explanation})
