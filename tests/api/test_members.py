@@ -443,6 +443,16 @@ def test_an_opted_out_member_is_a_member_but_not_counted(
     assert "include_opted_out" in why["reason"]
 
 
+def test_a_filter_without_conditions_holds_every_contact(
+    alice: User, people: dict[str, int]
+) -> None:
+    segment = alice.make_segment()
+    why = explain(alice, segment, people["bare_it"])
+    assert why["conditions"] == [] and why["countries"] is None and why["continents"] is None
+    assert (why["member"], why["counted"]) == (True, True)
+    assert "no conditions" in why["reason"]
+
+
 def test_list_explanations_say_whether_the_contact_is_listed(
     alice: User, people: dict[str, int]
 ) -> None:

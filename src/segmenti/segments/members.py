@@ -182,7 +182,12 @@ def explain_membership(
             checks[place]["held"] for place in ("countries", "continents") if checks[place]
         )
         explanation.update(checks)
-        reason = _filter_reason(checks) if not member else "every condition of the filter holds"
+        if not member:
+            reason = _filter_reason(checks)
+        elif segment["settings"]:
+            reason = "every condition of the filter holds"
+        else:
+            reason = "the filter has no conditions: every contact is a member"
     else:
         member = (
             session.execute(
