@@ -115,23 +115,34 @@ def list_members(
     # over the members per page.
     counted_only = not include or has_opted_out is False
     is_filter = segment["type"] == "filter"
-    where = members_where(
-        user_id=user_id,
-        segment_id=segment_id,
-        type=segment["type"],
-        settings=segment["settings"],
-        include_opted_out=include,
-        # Opted-out members alone may be few, whatever total_contacts says.
-        correlated=not is_filter or (counted_only and segment["total_contacts"] >= DENSE_MEMBERS),
-    )
-    if has_opted_out is not None:
-        where = and_(where, contacts.c.has_opted_out.is_(has_opted_out))
+
+    def members(correlated: bool) -> ColumnElement[bool]:
+        where = members_where(
+            user_id=user_id,
+            segment_id=segment_id,
+            type=segment["type"],
+            settings=segment["settings"],
+            include_opted_out=include,
+            correlated=correlated,
+        )
+        if has_opted_out is not None:
+            where = and_(where, contacts.c.has_opted_out.is_(has_opted_out))
+        return where
+
     if counted_only:
         total = int(segment["total_contacts"])
     else:
+        # Counted like total_contacts is: each condition's holders (or the segment's
+        # list) gathered once, never a walk over every contact.
         total = int(
-            session.execute(select(func.count()).select_from(contacts).where(where)).scalar_one()
+            session.execute(
+                select(func.count()).select_from(contacts).where(members(correlated=False))
+            ).scalar_one()
         )
+    # Members with opted-out ones are at least as dense as total_contacts says; opted-out
+    # members alone may be few, whatever it says.
+    dense = segment["total_contacts"] >= DENSE_MEMBERS and has_opted_out is not True
+    where = members(correlated=not is_filter or dense)
     if is_filter:
         query = select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id)
     else:
