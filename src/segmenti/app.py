@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.add_exception_handler(RequestValidationError, http.handle_validation_error)
     app.add_exception_handler(Exception, http.handle_unexpected)
     app.add_middleware(http.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(http.TrailingSlash)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from segmenti import auth, errors
 from segmenti.db import migrate
 from segmenti.db.engine import Database
+from segmenti.http import MAX_ID
 from segmenti.settings import Settings
 from segmenti.timeutil import render
 
@@ -94,7 +95,7 @@ def users_create(
 
 @keys_app.command("create")
 def keys_create(
-    user_id: Annotated[int, typer.Argument(help="The user to make a key for.")],
+    user_id: Annotated[int, typer.Argument(help="The user to make a key for.", min=1, max=MAX_ID)],
     as_json: JsonOption = False,
 ) -> None:
     """Makes another API key for a user."""
@@ -112,7 +113,8 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(
-    user_id: Annotated[int, typer.Argument(help="Whose keys.")], as_json: JsonOption = False
+    user_id: Annotated[int, typer.Argument(help="Whose keys.", min=1, max=MAX_ID)],
+    as_json: JsonOption = False,
 ) -> None:
     """Lists a user's keys (their prefixes only: keys are stored hashed)."""
     db = _database()
@@ -144,7 +146,9 @@ def keys_list(
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key to revoke.")]) -> None:
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key to revoke.", min=1, max=MAX_ID)],
+) -> None:
     """Revokes a key: requests with it answer 401 from now on."""
     db = _database()
     try:

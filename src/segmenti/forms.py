@@ -25,6 +25,7 @@ class _Field:
     values: list[str] = field(default_factory=list)  # plain and `[]` entries, in order
     indexed: dict[str, str] = field(default_factory=dict)  # `[index]` entries
     nested: bool = False  # sent with deeper brackets, `a[0][1]`: never valid here
+    file: bool = False  # sent as a multipart file part: never a valid value here
 
 
 class Params:
@@ -47,12 +48,23 @@ class Params:
         else:
             entry.nested = True
 
+    def add_file(self, name: str) -> None:
+        """Records a multipart file part: reading that parameter answers 400 rather than
+        the parameter silently counting as absent (which could turn a bulk segment into
+        a filter of every contact)."""
+        match = _FIELD_NAME.match(name)
+        if match is not None:
+            self._fields.setdefault(match["base"], _Field()).file = True
+
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, Any]]) -> Params:
+        """Parameters from (name, value) pairs; a value that is not text is a file part."""
         params = cls()
         for name, value in pairs:
             if isinstance(value, str):
                 params.add(name, value)
+            else:
+                params.add_file(name)
         return params
 
     @classmethod
@@ -126,6 +138,12 @@ class Params:
         entry = self._fields.get(name)
         if entry is not None and entry.nested:
             raise errors.Invalid(f"{name} does not take nested brackets", parameter=name)
+        if entry is not None and entry.file:
+            raise errors.Invalid(
+                f"{name} was sent as a file; send it as a form field "
+                f"(curl reads a file into a field with --form '{name}=<file')",
+                parameter=name,
+            )
         return entry
 
 

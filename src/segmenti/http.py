@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +20,13 @@ from segmenti.paging import Page
 log = logging.getLogger("segmenti")
 
 JSON_MEDIA_TYPE = "application/json"
+
+MAX_ID = 2**63 - 1
+"""The largest id any backend can store. A larger id in a path names nothing; it must
+answer 404, not reach the driver (SQLite cannot bind it: a 500)."""
+
+ResourceId = Annotated[int, Path(ge=1, le=MAX_ID)]
+"""A segment or contact id in a path; anything else answers 404 (`handle_validation_error`)."""
 
 
 def database(request: Request) -> Database:
@@ -43,11 +49,11 @@ async def body_params(request: Request) -> Params:
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.form(max_files=10, max_fields=200_000)
+        except StarletteHTTPException as exc:  # malformed multipart, too many parts
+            raise errors.Invalid(f"the form body could not be read: {exc.detail}") from None
         except (ValueError, KeyError, AssertionError) as exc:
             raise errors.Invalid(f"the form body could not be read: {exc}") from None
-        body = Params.from_pairs(
-            (name, value) for name, value in form.multi_items() if not isinstance(value, UploadFile)
-        )
+        body = Params.from_pairs(form.multi_items())
     elif content_type == JSON_MEDIA_TYPE or content_type.endswith("+json"):
         body = parse_json_body(await request.body())
     elif not content_type and not await request.body():
@@ -142,6 +148,24 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(errors.SegmentiError("an unexpected error occurred; it has been logged"))
+
+
+class TrailingSlash:
+    """Serves `/api/.../` as `/api/...`. The reference writes `/api/segments/` as well as
+    `/api/segments`; every API path works both ways, without a redirect, and links are
+    built from the path without the slash, as the reference shows them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/api/") and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+            raw_path = scope.get("raw_path")
+            if isinstance(raw_path, bytes):
+                scope["raw_path"] = raw_path.rstrip(b"/")
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

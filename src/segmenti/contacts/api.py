@@ -9,7 +9,14 @@ from segmenti import schemas
 from segmenti.contacts import service
 from segmenti.contacts.forms import contact_input
 from segmenti.forms import Params, parse_bool
-from segmenti.http import body_params, current_user, database, list_envelope, page_of
+from segmenti.http import (
+    ResourceId,
+    body_params,
+    current_user,
+    database,
+    list_envelope,
+    page_of,
+)
 
 router = APIRouter(prefix="/api/contacts", tags=["contacts"])
 
@@ -91,7 +98,7 @@ for path in ("", "/"):
     responses=schemas.responses(200, schemas.one(schemas.CONTACT), 401, 404),
 )
 def get_contact(
-    contact_id: int, request: Request, user_id: int = Depends(current_user)
+    contact_id: ResourceId, request: Request, user_id: int = Depends(current_user)
 ) -> JSONResponse:
     with database(request).read() as session:
         return JSONResponse(
@@ -106,7 +113,7 @@ def get_contact(
     openapi_extra=_WRITE_BODY,
 )
 def update_contact(
-    contact_id: int,
+    contact_id: ResourceId,
     request: Request,
     user_id: int = Depends(current_user),
     params: Params = Depends(body_params),
@@ -124,7 +131,7 @@ def update_contact(
     responses=schemas.responses(204, None, 401, 404),
 )
 def delete_contact(
-    contact_id: int, request: Request, user_id: int = Depends(current_user)
+    contact_id: ResourceId, request: Request, user_id: int = Depends(current_user)
 ) -> Response:
     with database(request).write() as session:
         service.delete_contact(session, user_id=user_id, contact_id=contact_id)

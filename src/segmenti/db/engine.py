@@ -55,6 +55,9 @@ def _sqlite_engine(settings: Settings) -> Engine:
         # Let SQLAlchemy's "begin" hook below issue BEGIN itself (pysqlite's own
         # transaction handling would always use a deferred BEGIN).
         dbapi_connection.isolation_level = None
+        # SQLite's own lower() folds ASCII only, so a case-insensitive `search` would miss
+        # "ÉLITE" for "élite"; Python's is Unicode-aware, like PostgreSQL's.
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
@@ -72,6 +75,10 @@ def _sqlite_engine(settings: Settings) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 class Database:

@@ -9,7 +9,14 @@ from fastapi.responses import JSONResponse, Response
 
 from segmenti import errors, schemas
 from segmenti.forms import Params
-from segmenti.http import body_params, current_user, database, list_envelope, page_of
+from segmenti.http import (
+    ResourceId,
+    body_params,
+    current_user,
+    database,
+    list_envelope,
+    page_of,
+)
 from segmenti.segments import service
 from segmenti.segments.forms import segment_input
 
@@ -111,7 +118,7 @@ for path in ("", "/"):
     responses=schemas.responses(200, schemas.one(schemas.SEGMENT), 401, 404),
 )
 def get_segment(
-    segment_id: int, request: Request, user_id: int = Depends(current_user)
+    segment_id: ResourceId, request: Request, user_id: int = Depends(current_user)
 ) -> JSONResponse:
     with database(request).read() as session:
         return JSONResponse(
@@ -126,7 +133,7 @@ def get_segment(
     openapi_extra=_WRITE_BODY,
 )
 def update_segment(
-    segment_id: int,
+    segment_id: ResourceId,
     request: Request,
     user_id: int = Depends(current_user),
     params: Params = Depends(body_params),
@@ -144,7 +151,7 @@ def update_segment(
     responses=schemas.responses(204, None, 401, 404),
 )
 def delete_segment(
-    segment_id: int, request: Request, user_id: int = Depends(current_user)
+    segment_id: ResourceId, request: Request, user_id: int = Depends(current_user)
 ) -> Response:
     with database(request).write() as session:
         service.delete_segment(session, user_id=user_id, segment_id=segment_id)
