@@ -95,3 +95,34 @@ def test_search_is_case_insensitive_beyond_ascii(alice: User) -> None:
     for needle in ("émilie", "PERCHÉ"):
         found = alice.get("/api/contacts", params={"search": needle}).json()["meta"]["total"]
         assert found == 1, needle
+
+
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"type": "bulk", "filters_countries": ["IT"]}, "filters_countries"),
+        ({"type": "custom", "filters_continents": ["EU"]}, "filters_continents"),
+        (
+            {
+                "type": "custom",
+                "filters_custom_parameter_value": ["x"],
+                "filters_custom_parameter_key": ["k"],
+            },
+            "filters_custom_parameter_key",
+        ),
+        (
+            {"contacts_ids": "1", "filters_custom_parameter_key": ["k"]},
+            "filters_custom_parameter_key",
+        ),
+    ],
+)
+def test_a_filter_parameter_on_another_type_is_named(
+    alice: User, params: dict[str, Any], parameter: str
+) -> None:
+    alice.make_contact("+393331234567")
+    body = {"name": "x", "phone_numbers": "+393331234568", **params}
+    if "contacts_ids" in params or params.get("type") == "custom":
+        body = {"name": "x", "contacts_ids": "1", **params}
+    error = assert_error(alice.post("/api/segments", json=body), 400)
+    assert error["source"]["parameter"] == parameter
+    assert alice.get("/api/segments").json()["meta"]["total"] == 0

@@ -214,7 +214,10 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
         raise _phone_taken(session, user_id=user_id, phone_number=values["phone_number"]) from None
     if data.custom_parameters is not None:
         session.execute(
-            delete(contact_parameters).where(contact_parameters.c.contact_id == contact_id)
+            delete(contact_parameters).where(
+                contact_parameters.c.user_id == user_id,
+                contact_parameters.c.contact_id == contact_id,
+            )
         )
         rows = parameter_rows(user_id=user_id, contact_id=contact_id, raw=data.custom_parameters)
         if rows:

@@ -32,4 +32,7 @@ def segment_input(params: Params, settings: Settings) -> SegmentInput:
         filter=filters.parse(params, max_conditions=settings.max_filter_conditions)
         if filters.given(params)
         else None,
+        filter_parameter=next(
+            (name for name in filters.FILTER_FIELDS if params.has(name)), filters.KEY_FIELD
+        ),
     )

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -55,6 +55,7 @@ class SegmentInput:
     bulk: BulkNumbers | None = None
     contacts_ids: tuple[int, ...] | None = None
     filter: filters.Filter | None = None
+    filter_parameter: str = filters.KEY_FIELD  # the first filter parameter given, for errors
 
     def given_types(self) -> list[str]:
         given = []
@@ -66,8 +67,11 @@ class SegmentInput:
             given.append("filter")
         return given
 
-
-_PARAMETER_OF = {"bulk": "phone_numbers", "custom": "contacts_ids", "filter": "filters_*"}
+    def parameter_of(self, kind: str) -> str:
+        """The request parameter that makes this input of the given type."""
+        if kind == "filter":
+            return self.filter_parameter
+        return "phone_numbers" if kind == "bulk" else "contacts_ids"
 
 
 def split_phone_numbers(raw: Sequence[str]) -> list[tuple[int, str]]:
@@ -165,6 +169,11 @@ def get_segment(session: Session, *, user_id: int, segment_id: int) -> dict[str,
     return render_segment(_load(session, user_id=user_id, segment_id=segment_id))
 
 
+def _owned(user_id: int, segment_id: int) -> ColumnElement[bool]:
+    """The segment's row, scoped to its user like every other statement."""
+    return and_(segments.c.user_id == user_id, segments.c.id == segment_id)
+
+
 def _load(session: Session, *, user_id: int, segment_id: int) -> Any:
     row = session.execute(
         select(*SEGMENT_COLUMNS).where(segments.c.user_id == user_id, segments.c.id == segment_id)
@@ -216,15 +225,15 @@ def _resolve_type(data: SegmentInput, *, current: str | None) -> str:
         for other in given:
             if other != data.type:
                 raise errors.Invalid(
-                    f"{_PARAMETER_OF[other]} is not a parameter of a {data.type} segment",
-                    parameter=_PARAMETER_OF[other],
+                    f"{data.parameter_of(other)} is not a parameter of a {data.type} segment",
+                    parameter=data.parameter_of(other),
                 )
         return data.type
     if len(given) > 1:
-        names = " and ".join(_PARAMETER_OF[t] for t in given)
+        names = " and ".join(data.parameter_of(t) for t in given)
         raise errors.Invalid(
             f"{names} belong to different segment types: send one of them, or set type",
-            parameter=_PARAMETER_OF[given[1]],
+            parameter=data.parameter_of(given[1]),
         )
     if given:
         return given[0]
@@ -264,10 +273,14 @@ def update_segment(session: Session, *, user_id: int, segment_id: int, data: Seg
     if kind != current.type:
         values["type"] = kind
         _require_parameters(kind, data)
-    session.execute(update(segments).where(segments.c.id == segment_id).values(**values))
+    session.execute(update(segments).where(_owned(user_id, segment_id)).values(**values))
     redefine = kind != current.type or kind in data.given_types()
     if redefine:
-        session.execute(delete(segment_members).where(segment_members.c.segment_id == segment_id))
+        session.execute(
+            delete(segment_members).where(
+                segment_members.c.user_id == user_id, segment_members.c.segment_id == segment_id
+            )
+        )
         _define(session, user_id=user_id, segment_id=segment_id, kind=kind, data=data)
         counts.segments_changed(session, user_id=user_id)
     return segment_id
@@ -276,7 +289,7 @@ def update_segment(session: Session, *, user_id: int, segment_id: int, data: Seg
 def delete_segment(session: Session, *, user_id: int, segment_id: int) -> None:
     counts.lock_tenant(session, user_id=user_id, exclusive=True)
     _load(session, user_id=user_id, segment_id=segment_id)
-    session.execute(delete(segments).where(segments.c.id == segment_id))
+    session.execute(delete(segments).where(_owned(user_id, segment_id)))
     counts.segments_changed(session, user_id=user_id)
 
 
@@ -314,7 +327,7 @@ def _define(
         total = count_filter(session, user_id=user_id, spec=spec)
     session.execute(
         update(segments)
-        .where(segments.c.id == segment_id)
+        .where(_owned(user_id, segment_id))
         .values(settings=settings, total_contacts=total)
     )
 
