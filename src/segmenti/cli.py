@@ -14,7 +14,7 @@ from rich.table import Table
 from segmenti import auth, errors
 from segmenti.db import migrate
 from segmenti.db.engine import Database
-from segmenti.http import MAX_ID
+from segmenti.db.tables import MAX_ID
 from segmenti.settings import Settings
 from segmenti.timeutil import render
 

@@ -14,16 +14,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from segmenti import auth, errors
 from segmenti.db.engine import Database
+from segmenti.db.tables import MAX_ID
 from segmenti.forms import Params, parse_json_body
 from segmenti.paging import Page
 
 log = logging.getLogger("segmenti")
 
 JSON_MEDIA_TYPE = "application/json"
-
-MAX_ID = 2**63 - 1
-"""The largest id any backend can store. A larger id in a path names nothing; it must
-answer 404, not reach the driver (SQLite cannot bind it: a 500)."""
 
 ResourceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 """A segment or contact id in a path; anything else answers 404 (`handle_validation_error`)."""

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ class Served:
     alice: httpx.Client
     bob: httpx.Client
     alice_id: int
+    extra_key: dict[str, Any]  # `keys create --json` for alice: key_id, user_id, api_key
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -80,6 +82,15 @@ def _cli(env: dict[str, str], *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def _identity(output: str) -> dict[str, Any]:
+    """The one JSON line of `users create --json`."""
+    assert output.count("\n") == 1, output
+    identity: dict[str, Any] = json.loads(output)
+    assert set(identity) == {"user_id", "api_key"}
+    assert isinstance(identity["user_id"], int) and isinstance(identity["api_key"], str)
+    return identity
 
 
 def _free_port() -> int:
@@ -92,14 +103,16 @@ def _free_port() -> int:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("served")
     env = {**os.environ, "SEGMENTI_DATABASE_URL": f"sqlite:///{directory / 'segmenti.db'}"}
-    identities = []
-    for name in ("alice", "bob"):
-        output = _cli(env, "users", "create", name, "--json")
-        assert output.count("\n") == 1, output  # exactly one line
-        identity = json.loads(output)
-        assert set(identity) == {"user_id", "api_key"}
-        assert isinstance(identity["user_id"], int) and isinstance(identity["api_key"], str)
-        identities.append(identity)
+    # alice first: her command migrates the fresh file; bob and the server then start
+    # side by side (the server finds users, so it creates none of its own).
+    identities = [_identity(_cli(env, "users", "create", "alice", "--json"))]
+    bob, second_key = (
+        subprocess.Popen([str(SEGMENTI), *args], env=env, stdout=subprocess.PIPE, text=True)
+        for args in (
+            ["users", "create", "bob", "--json"],
+            ["keys", "create", str(identities[0]["user_id"]), "--json"],
+        )
+    )
     port = _free_port()
     log = (directory / "serve.log").open("w")
     server = subprocess.Popen(
@@ -110,6 +123,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        output, _ = bob.communicate(timeout=60)
+        assert bob.returncode == 0
+        identities.append(_identity(output))
+        output, _ = second_key.communicate(timeout=60)
+        assert second_key.returncode == 0
+        extra_key: dict[str, Any] = json.loads(output)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -128,7 +147,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             )
             for identity in identities
         ]
-        yield Served(base, env, clients[0], clients[1], identities[0]["user_id"])
+        yield Served(base, env, clients[0], clients[1], identities[0]["user_id"], extra_key)
         for client in clients:
             client.close()
     finally:
@@ -286,7 +305,8 @@ def test_paging_parameters_are_validated(served: Served) -> None:
 
 
 def test_every_bad_or_revoked_key_is_401(served: Served) -> None:
-    created = json.loads(_cli(served.env, "keys", "create", str(served.alice_id), "--json"))
+    created = served.extra_key
+    assert set(created) == {"key_id", "user_id", "api_key"}
     headers = {"Authorization": f"Bearer {created['api_key']}"}
     assert httpx.get(f"{served.base}/api/segments", headers=headers).status_code == 200
     _cli(served.env, "keys", "revoke", str(created["key_id"]))
@@ -730,3 +750,22 @@ def test_item_paths_with_a_trailing_slash(served: Served) -> None:
     assert alice.delete(f"/api/segments/{segment_id}/").status_code == 204
     contact = make_contact(alice)
     assert alice.get(f"/api/contacts/{contact}/").status_code == 200
+
+
+def test_simultaneous_bulk_creates_share_contacts_without_errors(served: Served) -> None:
+    alice = served.alice
+    shared = [new_number() for _ in range(30)]
+    own = [[new_number() for _ in range(5)] for _ in range(6)]
+    before = contacts_total(alice)
+
+    def create(index: int) -> int:
+        numbers = "\n".join(shared + own[index])
+        with httpx.Client(base_url=served.base, headers=alice.headers, timeout=60) as client:
+            return client.post(
+                "/api/segments", json={"name": f"race {index}", "phone_numbers": numbers}
+            ).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(create, range(6)))
+    assert statuses == [201] * 6
+    assert contacts_total(alice) == before + 30 + 6 * 5

@@ -34,6 +34,10 @@ metadata = MetaData(
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 
+MAX_ID = 2**63 - 1
+"""The largest id any backend can bind. A larger id names nothing and must be refused
+before it reaches the driver (SQLite cannot bind it and fails)."""
+
 users = Table(
     "users",
     metadata,
