@@ -30,6 +30,16 @@ def test_ids_beyond_any_row_are_404_not_500(alice: User, resource: str, identifi
     assert_error(alice.delete(path), 404)
 
 
+def test_contacts_ids_beyond_any_row_are_listed_as_not_yours(alice: User) -> None:
+    mine = alice.make_contact("+393331234567")
+    ids = f"{mine},2147483648,999999999999999999"
+    response = alice.post("/api/segments", json={"name": "c", "contacts_ids": ids})
+    error = assert_error(response, 400)
+    assert error["source"]["parameter"] == "contacts_ids"
+    assert error["meta"]["missing"] == [2147483648, 999999999999999999]
+    assert alice.get("/api/segments").json()["meta"]["total"] == 0
+
+
 def test_item_paths_take_a_trailing_slash_without_a_redirect(alice: User) -> None:
     segment_id = alice.make_segment(name="one")
     contact_id = alice.make_contact("+393331234567")

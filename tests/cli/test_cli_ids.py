@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", [["keys", "create"], ["keys", "list"], ["keys", "revoke"]])
-@pytest.mark.parametrize("identifier", ["99999999999999999999", "0"])
+@pytest.mark.parametrize("identifier", ["2147483648", "99999999999999999999", "0"])
 def test_out_of_range_ids_are_usage_errors(
     database_url: str, command: list[str], identifier: str
 ) -> None:

@@ -34,9 +34,10 @@ metadata = MetaData(
 
 Json = JSON().with_variant(JSONB(), "postgresql")
 
-MAX_ID = 2**63 - 1
-"""The largest id any backend can bind. A larger id names nothing and must be refused
-before it reaches the driver (SQLite cannot bind it and fails)."""
+MAX_ID = 2**31 - 1
+"""The largest id a row can have: ids are Integer columns, 32-bit on PostgreSQL. A larger
+id names nothing and must be refused before it reaches the driver, which fails on it
+("integer out of range" on PostgreSQL, OverflowError past 2^63 on SQLite)."""
 
 users = Table(
     "users",

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from segmenti import errors, phones
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
-from segmenti.db.tables import contacts, segment_members, segments
+from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
 from segmenti.paging import Page
 from segmenti.segments import counts, filters
 from segmenti.segments.filters import ContactState
@@ -364,7 +364,8 @@ def _owned_contacts(
 ) -> list[tuple[int, bool]]:
     """(id, has_opted_out) of the given ids, in their order; 400 if any is not the user's."""
     found: dict[int, bool] = {}
-    for chunk in _chunks(contact_ids):
+    storable = [contact_id for contact_id in contact_ids if contact_id <= MAX_ID]
+    for chunk in _chunks(storable):
         rows = session.execute(
             select(contacts.c.id, contacts.c.has_opted_out).where(
                 contacts.c.user_id == user_id, contacts.c.id.in_(chunk)
