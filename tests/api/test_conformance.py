@@ -136,3 +136,22 @@ def test_a_filter_parameter_on_another_type_is_named(
     error = assert_error(alice.post("/api/segments", json=body), 400)
     assert error["source"]["parameter"] == parameter
     assert alice.get("/api/segments").json()["meta"]["total"] == 0
+
+
+def test_filter_keys_match_exactly_values_case_insensitively(alice: User) -> None:
+    alice.make_contact("+393331234567", custom_parameters={"Plan": "PRO"})
+    alice.make_contact("+393331234568", custom_parameters={"plan": "pro"})
+
+    def total(key: str, condition: str) -> int:
+        return alice.total(
+            alice.make_segment(
+                filters_custom_parameter_key=[key],
+                filters_custom_parameter_condition=[condition],
+                filters_custom_parameter_value=["Pro"],
+            )
+        )
+
+    assert total("plan", "exact") == 1
+    assert total("Plan", "exact") == 1
+    assert total("PLAN", "exact") == 0
+    assert total("PLAN", "not_exact") == 2
