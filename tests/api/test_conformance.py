@@ -155,3 +155,13 @@ def test_filter_keys_match_exactly_values_case_insensitively(alice: User) -> Non
     assert total("Plan", "exact") == 1
     assert total("PLAN", "exact") == 0
     assert total("PLAN", "not_exact") == 2
+
+
+@pytest.mark.parametrize("order_type, expected", [("desc", [2, 3, 1]), ("asc", [1, 3, 2])])
+def test_never_updated_segments_sort_as_the_oldest_by_last_datetime(
+    alice: User, order_type: str, expected: list[int]
+) -> None:
+    ids = [alice.make_segment(name=f"s{i}") for i in range(3)]
+    assert alice.post(f"/api/segments/{ids[1]}", data={"name": "updated"}).status_code == 200
+    listed = alice.get(f"/api/segments?order_by=last_datetime&order_type={order_type}").json()
+    assert [row["id"] for row in listed["data"]] == [ids[i - 1] for i in expected]

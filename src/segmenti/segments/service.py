@@ -201,10 +201,12 @@ def list_segments(
     column = segments.c[order_by]
     # Ties (same second, same name, same count) are broken by id in the same direction,
     # so pages never overlap or skip rows.
+    # A null last_datetime (never updated) sorts as the oldest on every backend; left to
+    # themselves SQLite and PostgreSQL put nulls at opposite ends.
     if order_type == "asc":
-        ordering = (column.asc(), segments.c.id.asc())
+        ordering = (column.asc().nulls_first(), segments.c.id.asc())
     else:
-        ordering = (column.desc(), segments.c.id.desc())
+        ordering = (column.desc().nulls_last(), segments.c.id.desc())
     total = session.execute(select(func.count()).select_from(segments).where(*where)).scalar_one()
     rows = session.execute(
         select(*SEGMENT_COLUMNS)
