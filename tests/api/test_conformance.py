@@ -165,3 +165,15 @@ def test_never_updated_segments_sort_as_the_oldest_by_last_datetime(
     assert alice.post(f"/api/segments/{ids[1]}", data={"name": "updated"}).status_code == 200
     listed = alice.get(f"/api/segments?order_by=last_datetime&order_type={order_type}").json()
     assert [row["id"] for row in listed["data"]] == [ids[i - 1] for i in expected]
+
+
+@pytest.mark.parametrize("identifier", ["2147483648", "99999999999999999999"])
+def test_member_endpoints_take_out_of_range_ids_as_absent(alice: User, identifier: str) -> None:
+    segment_id = alice.make_segment(name="all")
+    alice.make_contact("+393331234567")
+    assert_error(alice.get(f"/api/segments/{identifier}/contacts"), 404)
+    assert_error(alice.get(f"/api/segments/{segment_id}/contacts/{identifier}"), 404)
+    if len(identifier) <= 18:  # after_id is a positive integer of at most 18 digits
+        past = alice.get(f"/api/segments/{segment_id}/contacts?after_id={identifier}")
+        assert past.status_code == 200, past.text
+        assert past.json()["data"] == []

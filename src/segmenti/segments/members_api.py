@@ -11,8 +11,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from segmenti import schemas
+from segmenti.db.tables import MAX_ID
 from segmenti.forms import Params, parse_bool, parse_positive_int
-from segmenti.http import body_params, current_user, database, list_envelope, page_of
+from segmenti.http import (
+    ResourceId,
+    body_params,
+    current_user,
+    database,
+    list_envelope,
+    page_of,
+)
 from segmenti.paging import Page
 from segmenti.segments import members, service
 from segmenti.segments.forms import segment_input
@@ -169,11 +177,13 @@ def preview_segment(
     openapi_extra={"parameters": _MEMBER_LIST_PARAMETERS},
 )
 def list_members(
-    segment_id: int, request: Request, user_id: int = Depends(current_user)
+    segment_id: ResourceId, request: Request, user_id: int = Depends(current_user)
 ) -> JSONResponse:
     page = page_of(request)
     raw_after = request.query_params.get("after_id")
     after_id = None if raw_after in (None, "") else parse_positive_int("after_id", raw_after)
+    if after_id is not None:
+        after_id = min(after_id, MAX_ID)  # nothing lies past MAX_ID; the driver cannot bind it
     with database(request).read() as session:
         listed = members.list_members(
             session,
@@ -197,7 +207,10 @@ def list_members(
     responses=schemas.responses(200, schemas.one(MEMBERSHIP), 401, 404),
 )
 def explain_membership(
-    segment_id: int, contact_id: int, request: Request, user_id: int = Depends(current_user)
+    segment_id: ResourceId,
+    contact_id: ResourceId,
+    request: Request,
+    user_id: int = Depends(current_user),
 ) -> JSONResponse:
     with database(request).read() as session:
         explanation = members.explain_membership(
