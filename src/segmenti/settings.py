@@ -41,6 +41,16 @@ class Settings:
     log_json: bool = False
     """Write one JSON object per log line instead of plain text."""
 
+    secret_key: str = ""
+    """Key that signs the dashboard's session cookies; at least 32 characters. Unset, a
+    random key is made once and kept in `secret_key` beside the SQLite database (`./var/`
+    by default; `./var/` for PostgreSQL too). Set it when several hosts serve one
+    database, or sessions signed on one host are refused by the others."""
+
+    session_cookie_secure: bool = False
+    """Mark the dashboard's session cookie Secure (sent over HTTPS only). Set it when the
+    dashboard is served over HTTPS."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Builds settings from SEGMENTI_<FIELD> variables; overrides win."""

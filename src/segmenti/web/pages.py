@@ -1,0 +1,210 @@
+"""Rendering dashboard pages: the template environment, what every page is given, paging
+links, and HTML error pages for every path outside /api/."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from segmenti import phones
+from segmenti.paging import RESULTS_PER_PAGE, Page
+from segmenti.segments import filters
+from segmenti.web import sessions
+
+HERE = Path(__file__).parent
+STATIC_VERSION = "1"  # bumped with the static files, so browsers fetch the new ones
+
+CONDITION_LABELS = {
+    "exact": "is",
+    "not_exact": "is not",
+    "contains": "contains",
+    "not_contains": "does not contain",
+    "starts_with": "starts with",
+    "not_starts_with": "does not start with",
+    "ends_with": "ends with",
+    "not_ends_with": "does not end with",
+    "bigger_than": "is greater than",
+    "lower_than": "is less than",
+}
+assert set(CONDITION_LABELS) == set(filters.CONDITIONS)
+
+CONTINENT_NAMES = {
+    "AF": "Africa",
+    "AN": "Antarctica",
+    "AS": "Asia",
+    "EU": "Europe",
+    "NA": "North America",
+    "OC": "Oceania",
+    "SA": "South America",
+}
+assert set(CONTINENT_NAMES) == set(phones.CONTINENTS)
+
+# The country picker: countries by continent, each group sorted by name.
+COUNTRIES_BY_CONTINENT: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        name,
+        sorted(
+            (
+                (code, phones.country_name(code))
+                for code, where in phones.CONTINENT_BY_COUNTRY.items()
+                if where == continent
+            ),
+            key=lambda item: item[1],
+        ),
+    )
+    for continent, name in sorted(CONTINENT_NAMES.items(), key=lambda item: item[1])
+]
+
+TYPE_LABELS = {"filter": "Filter", "custom": "Contacts", "bulk": "Phone numbers"}
+
+
+def field_id(parameter: str) -> str:
+    """The HTML id of a form field named by an error's parameter (`filters_x[2]` ->
+    `f-filters_x-2`); static/app.js makes the same ids."""
+    return "f-" + re.sub(r"[^A-Za-z0-9_]+", "-", parameter.removesuffix("[]")).strip("-")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["field_id"] = field_id
+    env.filters["country"] = lambda code: phones.country_name(code) if code else "—"
+    env.filters["tojson_compact"] = lambda value: json.dumps(value, ensure_ascii=False)
+    env.globals.update(
+        CONDITION_LABELS=CONDITION_LABELS,
+        CONTINENT_NAMES=CONTINENT_NAMES,
+        COUNTRIES_BY_CONTINENT=COUNTRIES_BY_CONTINENT,
+        TYPE_LABELS=TYPE_LABELS,
+        RESULTS_PER_PAGE=RESULTS_PER_PAGE,
+        STATIC_VERSION=STATIC_VERSION,
+    )
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    viewer: sessions.Viewer | None = None,
+) -> HTMLResponse:
+    has_session = "session" in request.scope
+    page_context = {
+        "viewer": viewer,
+        "csrf_token": sessions.csrf_token(request) if has_session else "",
+        "flash": sessions.pop_flash(request) if has_session else None,
+        "error": None,
+        **(context or {}),
+    }
+    response = templates.TemplateResponse(request, name, page_context, status_code=status_code)
+    # Pages show one user's data: never kept by shared caches, nor shown from the
+    # browser's cache after signing out.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def redirect(url: str) -> RedirectResponse:
+    """After a POST: 303, so the browser follows with a GET."""
+    return RedirectResponse(url, status_code=303)
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Paging links of a list page; they keep the page's other query parameters."""
+
+    page: Page
+    total: int
+    base_path: str
+    query: dict[str, str]
+
+    @property
+    def total_pages(self) -> int:
+        return self.page.total_pages(self.total)
+
+    @property
+    def first_row(self) -> int:
+        return min(self.page.offset + 1, self.total)
+
+    @property
+    def last_row(self) -> int:
+        return min(self.page.offset + self.page.size, self.total)
+
+    def url(self, number: int) -> str:
+        query = {**self.query, "page": str(number)}
+        return f"{self.base_path}?{urlencode(query)}"
+
+    @property
+    def previous_url(self) -> str | None:
+        return (
+            self.url(min(self.page.number - 1, self.total_pages)) if self.page.number > 1 else None
+        )
+
+    @property
+    def next_url(self) -> str | None:
+        return self.url(self.page.number + 1) if self.page.number < self.total_pages else None
+
+
+def pager(request: Request, page: Page, total: int) -> Pager:
+    query = {k: v for k, v in request.query_params.items() if k != "page" and v != ""}
+    return Pager(page, total, request.url.path, query)
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+def is_api_path(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def html_outside_api(handler: ErrorHandler) -> ErrorHandler:
+    """Wraps one of the JSON error handlers: /api/ keeps its JSON:API body; a dashboard
+    path gets the same status and words as an HTML page."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        if is_api_path(request.url.path):
+            return response
+        error = json.loads(bytes(response.body))["errors"][0]
+        page = render(
+            request,
+            "error.html",
+            {
+                "status": response.status_code,
+                "title": error["title"],
+                "detail": error.get("detail"),
+            },
+            status_code=response.status_code,
+        )
+        for name, value in response.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                page.headers.setdefault(name, value)
+        return page
+
+    return handle
+
+
+async def sign_in_first(request: Request, _exc: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return redirect(f"/sign-in?{urlencode({'next': target})}")

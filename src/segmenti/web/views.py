@@ -1,0 +1,429 @@
+"""Dashboard routes: thin, like the API's, over the same services and input forms.
+
+Every form posts the API's own field names, so `segment_input` / `contact_input` and the
+services validate it exactly as they validate an API request, and an error is shown next
+to the field its `parameter` names, in the API's words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from segmenti import errors
+from segmenti.contacts import service as contacts_service
+from segmenti.contacts.forms import contact_input
+from segmenti.forms import Params
+from segmenti.http import database
+from segmenti.paging import Page
+from segmenti.segments import service as segments_service
+from segmenti.segments.forms import segment_input
+from segmenti.settings import Settings
+from segmenti.web import queries, sessions
+from segmenti.web.forms import ContactForm, SegmentForm
+from segmenti.web.pages import pager, redirect, render
+
+router = APIRouter(include_in_schema=False)
+
+Viewer = sessions.Viewer
+signed_in = Depends(sessions.viewer)
+posted = Depends(sessions.form_pairs)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _page(request: Request) -> Page:
+    query = request.query_params
+    return Page.parse(query.get("page") or None, query.get("results_per_page") or None)
+
+
+def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str | None) -> Any:
+    raw = request.query_params.get(name) or ""
+    value = raw.strip().lower()
+    if not value:
+        return default
+    if value not in allowed:
+        raise errors.Invalid(
+            f"{name} must be one of {', '.join(allowed)}, got {raw[:40]!r}", parameter=name
+        )
+    return value
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path of this site only (never `//elsewhere`)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/segments"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target:
+        return "/segments"
+    return target
+
+
+# -- signing in ---------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    return redirect("/segments" if request.session.get("user_id") else "/sign-in")
+
+
+@router.get("/sign-in")
+def sign_in_page(request: Request) -> Response:
+    return render(request, "sign_in.html", {"next": _safe_next(request.query_params.get("next"))})
+
+
+@router.post("/sign-in")
+def sign_in(request: Request, pairs: list[tuple[str, str]] = posted) -> Response:
+    fields = dict(pairs)
+    api_key = fields.get("api_key", "").strip()
+    target = _safe_next(fields.get("next"))
+    try:
+        if not api_key:
+            raise errors.Unauthorized("enter an API key", parameter="api_key")
+        with database(request).read() as session:
+            sessions.sign_in(request, session, api_key)
+    except errors.Unauthorized as exc:
+        exc.parameter = "api_key"
+        return render(request, "sign_in.html", {"next": target, "error": exc}, status_code=401)
+    return redirect(target)
+
+
+@router.post("/sign-out")
+def sign_out(request: Request, _pairs: list[tuple[str, str]] = posted) -> Response:
+    sessions.sign_out(request)
+    return redirect("/sign-in")
+
+
+# -- segments -----------------------------------------------------------------------
+
+
+@router.get("/segments")
+def segments_list(request: Request, viewer: Viewer = signed_in) -> Response:
+    page = _page(request)
+    filters_used = {
+        "search": (request.query_params.get("search") or "").strip(),
+        "type": _choice(request, "type", segments_service.TYPES, None),
+        "order_by": _choice(request, "order_by", segments_service.ORDER_BY, "datetime"),
+        "order_type": _choice(request, "order_type", segments_service.ORDER_TYPES, "desc"),
+    }
+    with database(request).read() as session:
+        rows, total = segments_service.list_segments(
+            session,
+            user_id=viewer.user_id,
+            page=page,
+            order_by=filters_used["order_by"],
+            order_type=filters_used["order_type"],
+            type=filters_used["type"],
+            search=filters_used["search"] or None,
+        )
+    return render(
+        request,
+        "segments/list.html",
+        {"segments": rows, "pager": pager(request, page, total), "query": filters_used},
+        viewer=viewer,
+    )
+
+
+def _segment_form_page(
+    request: Request,
+    viewer: Viewer,
+    form: SegmentForm,
+    *,
+    segment: dict[str, Any] | None,
+    error: errors.SegmentiError | None = None,
+) -> HTMLResponse:
+    preview = None
+    with database(request).read() as session:
+        keys = queries.parameter_keys(session, user_id=viewer.user_id)
+        if form.type == "filter":
+            preview = _preview(request, session, viewer, form)
+    if error is None and preview is not None and preview.error is not None:
+        error = preview.error  # shown next to its field, as a failed save would be
+    return render(
+        request,
+        "segments/form.html",
+        {
+            "form": form,
+            "segment": segment,
+            "keys": keys,
+            "preview": preview,
+            "error": error,
+            "max_conditions": _settings(request).max_filter_conditions,
+        },
+        status_code=error.status if error is not None and form.action == "save" else 200,
+        viewer=viewer,
+    )
+
+
+def _preview(request: Request, session: Any, viewer: Viewer, form: SegmentForm) -> queries.Preview:
+    return queries.preview_filter(
+        session,
+        user_id=viewer.user_id,
+        pairs=form.filter_pairs(),
+        max_conditions=_settings(request).max_filter_conditions,
+    )
+
+
+def _save_segment(
+    request: Request,
+    viewer: Viewer,
+    pairs: list[tuple[str, str]],
+    *,
+    segment: dict[str, Any] | None,
+) -> Response:
+    """Create (segment None) or update from a posted form; the form's other buttons
+    (add or remove a condition row, preview) re-render it without saving."""
+    try:
+        form = SegmentForm.from_pairs(pairs)
+    except errors.Invalid as exc:
+        return _segment_form_page(request, viewer, SegmentForm(), segment=segment, error=exc)
+    if form.apply_row_action() or form.action == "preview":
+        return _segment_form_page(request, viewer, form, segment=segment)
+    try:
+        data = segment_input(Params.from_pairs(form.to_pairs()), _settings(request))
+        with database(request).write() as session:
+            if segment is None:
+                segment_id = segments_service.create_segment(
+                    session, user_id=viewer.user_id, data=data
+                )
+            else:
+                segment_id = segments_service.update_segment(
+                    session, user_id=viewer.user_id, segment_id=segment["id"], data=data
+                )
+    except (errors.Invalid, errors.Conflict) as exc:
+        return _segment_form_page(request, viewer, form, segment=segment, error=exc)
+    sessions.flash(request, "Segment saved.")
+    return redirect(f"/segments/{segment_id}")
+
+
+@router.get("/segments/new")
+def segment_new(request: Request, viewer: Viewer = signed_in) -> Response:
+    kind = _choice(request, "type", segments_service.TYPES, "filter")
+    return _segment_form_page(request, viewer, SegmentForm(type=kind), segment=None)
+
+
+@router.post("/segments/new")
+def segment_create(
+    request: Request, viewer: Viewer = signed_in, pairs: list[tuple[str, str]] = posted
+) -> Response:
+    return _save_segment(request, viewer, pairs, segment=None)
+
+
+@router.post("/segments/preview")
+def segment_preview(
+    request: Request, viewer: Viewer = signed_in, pairs: list[tuple[str, str]] = posted
+) -> Response:
+    """Internal to the dashboard: the live count and first members of the filter being
+    edited, as an HTML fragment that static/app.js swaps into the form."""
+    preview: queries.Preview | None = None
+    try:
+        form = SegmentForm.from_pairs(pairs)
+        if form.type == "filter":
+            with database(request).read() as session:
+                preview = _preview(request, session, viewer, form)
+    except errors.Invalid as exc:
+        preview = queries.Preview(error=exc)
+    return render(request, "segments/_preview.html", {"preview": preview}, viewer=viewer)
+
+
+def _load_segment(request: Request, viewer: Viewer, segment_id: int) -> dict[str, Any]:
+    with database(request).read() as session:
+        return segments_service.get_segment(session, user_id=viewer.user_id, segment_id=segment_id)
+
+
+@router.get("/segments/{segment_id}")
+def segment_show(segment_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+    page = _page(request)
+    with database(request).read() as session:
+        segment = segments_service.get_segment(
+            session, user_id=viewer.user_id, segment_id=segment_id
+        )
+        members = queries.segment_members(
+            session, user_id=viewer.user_id, segment=segment, page=page
+        )
+    return render(
+        request,
+        "segments/show.html",
+        {
+            "segment": segment,
+            "definition": SegmentForm.from_segment(segment),
+            "members": members,
+            # total_contacts is exact (maintained with every write) and counts exactly
+            # the members listed: those that have not opted out.
+            "pager": pager(request, page, segment["total_contacts"]),
+        },
+        viewer=viewer,
+    )
+
+
+@router.get("/segments/{segment_id}/edit")
+def segment_edit(segment_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+    segment = _load_segment(request, viewer, segment_id)
+    return _segment_form_page(request, viewer, SegmentForm.from_segment(segment), segment=segment)
+
+
+@router.post("/segments/{segment_id}/edit")
+def segment_update(
+    segment_id: int,
+    request: Request,
+    viewer: Viewer = signed_in,
+    pairs: list[tuple[str, str]] = posted,
+) -> Response:
+    segment = _load_segment(request, viewer, segment_id)
+    return _save_segment(request, viewer, pairs, segment=segment)
+
+
+@router.get("/segments/{segment_id}/delete")
+def segment_delete_page(segment_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+    segment = _load_segment(request, viewer, segment_id)
+    return render(request, "segments/delete.html", {"segment": segment}, viewer=viewer)
+
+
+@router.post("/segments/{segment_id}/delete")
+def segment_delete(
+    segment_id: int,
+    request: Request,
+    viewer: Viewer = signed_in,
+    _pairs: list[tuple[str, str]] = posted,
+) -> Response:
+    with database(request).write() as session:
+        segments_service.delete_segment(session, user_id=viewer.user_id, segment_id=segment_id)
+    sessions.flash(request, "Segment deleted.")
+    return redirect("/segments")
+
+
+# -- contacts -----------------------------------------------------------------------
+
+
+@router.get("/contacts")
+def contacts_list(request: Request, viewer: Viewer = signed_in) -> Response:
+    page = _page(request)
+    search = (request.query_params.get("search") or "").strip()
+    with database(request).read() as session:
+        rows, total = contacts_service.list_contacts(
+            session, user_id=viewer.user_id, page=page, search=search or None
+        )
+    return render(
+        request,
+        "contacts/list.html",
+        {"contacts": rows, "pager": pager(request, page, total), "search": search},
+        viewer=viewer,
+    )
+
+
+def _contact_form_page(
+    request: Request,
+    viewer: Viewer,
+    form: ContactForm,
+    *,
+    contact: dict[str, Any] | None,
+    error: errors.SegmentiError | None = None,
+) -> HTMLResponse:
+    with database(request).read() as session:
+        keys = queries.parameter_keys(session, user_id=viewer.user_id)
+    return render(
+        request,
+        "contacts/form.html",
+        {"form": form, "contact": contact, "keys": keys, "error": error},
+        status_code=error.status if error is not None else 200,
+        viewer=viewer,
+    )
+
+
+def _save_contact(
+    request: Request,
+    viewer: Viewer,
+    pairs: list[tuple[str, str]],
+    *,
+    contact: dict[str, Any] | None,
+) -> Response:
+    try:
+        form = ContactForm.from_pairs(pairs)
+    except errors.Invalid as exc:
+        return _contact_form_page(request, viewer, ContactForm(), contact=contact, error=exc)
+    if form.apply_row_action():
+        return _contact_form_page(request, viewer, form, contact=contact)
+    try:
+        data = contact_input(Params.from_pairs(form.to_pairs()))
+        # The form always shows every parameter: none left means "remove them all".
+        if data.custom_parameters is None:
+            data = replace(data, custom_parameters={})
+        with database(request).write() as session:
+            if contact is None:
+                contacts_service.create_contact(session, user_id=viewer.user_id, data=data)
+            else:
+                contacts_service.update_contact(
+                    session, user_id=viewer.user_id, contact_id=contact["id"], data=data
+                )
+    except (errors.Invalid, errors.Conflict) as exc:
+        return _contact_form_page(request, viewer, form, contact=contact, error=exc)
+    sessions.flash(request, "Contact saved.")
+    return redirect("/contacts")
+
+
+def _load_contact(request: Request, viewer: Viewer, contact_id: int) -> dict[str, Any]:
+    with database(request).read() as session:
+        return contacts_service.get_contact(session, user_id=viewer.user_id, contact_id=contact_id)
+
+
+@router.get("/contacts/new")
+def contact_new(request: Request, viewer: Viewer = signed_in) -> Response:
+    return _contact_form_page(request, viewer, ContactForm(), contact=None)
+
+
+@router.post("/contacts/new")
+def contact_create(
+    request: Request, viewer: Viewer = signed_in, pairs: list[tuple[str, str]] = posted
+) -> Response:
+    return _save_contact(request, viewer, pairs, contact=None)
+
+
+@router.get("/contacts/import")
+def contacts_import(request: Request, viewer: Viewer = signed_in) -> Response:
+    # TODO(import): CSV import is being built on its own branch. When it lands, this page
+    # gets the upload form, the progress and the per-row error report, calling the same
+    # import service as `segmenti contacts import`; only this view and its template change.
+    return render(request, "contacts/import.html", {}, viewer=viewer)
+
+
+@router.get("/contacts/{contact_id}/edit")
+def contact_edit(contact_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+    contact = _load_contact(request, viewer, contact_id)
+    return _contact_form_page(request, viewer, ContactForm.from_contact(contact), contact=contact)
+
+
+@router.post("/contacts/{contact_id}/edit")
+def contact_update(
+    contact_id: int,
+    request: Request,
+    viewer: Viewer = signed_in,
+    pairs: list[tuple[str, str]] = posted,
+) -> Response:
+    contact = _load_contact(request, viewer, contact_id)
+    return _save_contact(request, viewer, pairs, contact=contact)
+
+
+@router.get("/contacts/{contact_id}/delete")
+def contact_delete_page(contact_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+    contact = _load_contact(request, viewer, contact_id)
+    return render(request, "contacts/delete.html", {"contact": contact}, viewer=viewer)
+
+
+@router.post("/contacts/{contact_id}/delete")
+def contact_delete(
+    contact_id: int,
+    request: Request,
+    viewer: Viewer = signed_in,
+    _pairs: list[tuple[str, str]] = posted,
+) -> Response:
+    with database(request).write() as session:
+        contacts_service.delete_contact(session, user_id=viewer.user_id, contact_id=contact_id)
+    sessions.flash(request, "Contact deleted.")
+    return redirect("/contacts")
