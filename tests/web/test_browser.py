@@ -161,6 +161,7 @@ def test_build_a_filter_segment_watching_its_count_then_page_and_delete_it(
             page.locator("#f-filters_custom_parameter_key-0").fill("plan")
             page.locator("#f-filters_custom_parameter_value-0").fill("pro")
             expect(count).to_have_attribute("data-count", "30")
+            expect(page.locator("[data-preview-status]")).to_have_text("30 contacts match now")
             page.locator("#f-filters_countries").select_option(["IT"])
             expect(count).to_have_attribute("data-count", "21")
             expect(page.locator(".preview tbody tr")).to_have_count(10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,58 @@ def test_sign_in_only_redirects_within_the_site(alice: User, target: str) -> Non
     assert response.headers["location"] == "/segments"
 
 
+class _Controls(HTMLParser):
+    """Form controls a person fills in, and the ids that labels point at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[str] = []
+        self.labelled: set[str] = set()
+        self.in_label = 0
+        self.in_template = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "template":
+            self.in_template += 1
+        elif tag == "label":
+            self.in_label += 1
+            if found.get("for"):
+                self.labelled.add(str(found["for"]))
+        elif tag in ("input", "select", "textarea") and found.get("type") not in (
+            "hidden",
+            "submit",
+        ):
+            name = str(found.get("id") or found.get("name"))
+            if self.in_label:
+                self.labelled.add(name)
+            if not self.in_template:
+                self.controls.append(name)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.in_label -= 1
+        elif tag == "template":
+            self.in_template -= 1
+
+
+def test_every_field_of_every_page_has_a_label(alice: User) -> None:
+    alice.make_contact("+393331234567", custom_parameters={"plan": "pro"})
+    segment_id = alice.make_segment(
+        filters_custom_parameter_key=["plan"], filters_custom_parameter_value=["pro"]
+    )
+    pages = ["/sign-in"]
+    sign_in(alice)
+    pages += ["/segments", "/segments/new", f"/segments/{segment_id}/edit", "/contacts"]
+    pages += ["/contacts/new", "/contacts/1/edit"]
+    for path in pages:
+        parser = _Controls()
+        parser.feed(alice.client.get(path).text)
+        assert parser.controls, path
+        unlabelled = [name for name in parser.controls if name not in parser.labelled]
+        assert unlabelled == [], path
+
+
 @pytest.mark.parametrize("api_key", ["sgk_not-a-key", "", "   "])
 def test_a_wrong_key_is_refused_next_to_the_field(client: TestClient, api_key: str) -> None:
     response = client.post("/sign-in", data={"csrf_token": form_token(client), "api_key": api_key})
@@ -177,6 +230,7 @@ def test_another_users_segments_and_contacts_answer_404(alice: User, bob: User) 
     ]:
         assert bob.client.post(path, data={**data, "csrf_token": token}).status_code == 404
     assert "alice&#39;s" not in bob.client.get("/segments").text
+    assert '<datalist id="parameter-keys"></datalist>' in bob.client.get("/segments/new").text
     assert "+393331234567" not in bob.client.get("/contacts").text
     assert alice.segment(segment_id)["name"] == "alice's"
     assert alice.get(f"/api/contacts/{contact_id}").status_code == 200

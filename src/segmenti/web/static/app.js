@@ -10,6 +10,15 @@
     return "f-" + parameter.replace(/\[\]$/, "").replace(/[^A-Za-z0-9_]+/g, "-").replace(/^-+|-+$/g, "");
   }
 
+  // "Remove condition 3" must stay true when an earlier row goes.
+  function renumber(rows) {
+    rows.querySelectorAll("[data-row]").forEach(function (row, position) {
+      const button = row.querySelector("[data-remove-row]");
+      const label = button && button.getAttribute("data-label");
+      if (label) button.setAttribute("aria-label", label + " " + (position + 1));
+    });
+  }
+
   function setUpRows(form, onChange) {
     const rows = form.querySelector("[data-rows]");
     const template = form.querySelector("template[data-row-template]");
@@ -35,6 +44,7 @@
       if (!button) return;
       event.preventDefault();
       button.closest("[data-row]").remove();
+      renumber(rows);
       add.focus();
       onChange();
     });
@@ -60,6 +70,7 @@
     const target = form.querySelector("[data-preview]");
     if (!url || !target) return function () {};
     const panel = target.closest(".preview");
+    const status = form.querySelector("[data-preview-status]");
     const button = form.querySelector("[data-preview-button]");
     if (button) button.hidden = true;
     let timer = null;
@@ -106,6 +117,9 @@
           target.innerHTML = html;
           clearLiveErrors();
           showLiveError();
+          // Announce the count (or the error), not the whole table of members.
+          const summary = target.querySelector(".preview-count, .preview-error, .preview-note");
+          if (status && summary) status.textContent = summary.textContent.replace(/\s+/g, " ").trim();
         })
         .catch(function (error) {
           if (error.name !== "AbortError" && button) button.hidden = false;
