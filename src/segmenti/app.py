@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from segmenti import errors, http, web
+from segmenti import errors, http
 from segmenti.contacts.api import router as contacts_router
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.segments.api import router as segments_router
 from segmenti.segments.members_api import router as members_router
 from segmenti.settings import Settings
+from segmenti.web import mount as mount_dashboard
 
 log = logging.getLogger("segmenti")
 
@@ -51,14 +52,12 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.include_router(contacts_router)
     _add_operational_routes(app, db)
 
-    web.mount(app, settings)
-
-    # JSON:API errors under /api/; the same errors as HTML pages on the dashboard.
-    html = web.html_outside_api
-    app.add_exception_handler(errors.SegmentiError, html(http.handle_domain_error))
-    app.add_exception_handler(StarletteHTTPException, html(http.handle_http_error))
-    app.add_exception_handler(RequestValidationError, html(http.handle_validation_error))
-    app.add_exception_handler(Exception, html(http.handle_unexpected))
+    app.add_exception_handler(errors.SegmentiError, http.handle_domain_error)
+    app.add_exception_handler(StarletteHTTPException, http.handle_http_error)
+    app.add_exception_handler(RequestValidationError, http.handle_validation_error)
+    app.add_exception_handler(Exception, http.handle_unexpected)
+    # After the error handlers: outside /api/ the dashboard renders them as HTML pages.
+    mount_dashboard(app, settings)
     app.add_middleware(http.BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(http.TrailingSlash)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -29,6 +29,16 @@ class Settings:
     max_filter_conditions: int = 50
     """Most custom-parameter conditions one filter segment may hold."""
 
+    secret_key: str = ""
+    """Key that signs the dashboard's session cookies; at least 32 characters. Unset, a
+    random key is made once and kept in the file `secret_key` beside the SQLite database
+    (`./var/` by default, and for PostgreSQL). Set it when several hosts serve one
+    database, or sessions signed on one host are refused by the others."""
+
+    session_cookie_secure: bool = False
+    """Mark the dashboard's session cookie Secure (sent over HTTPS only). Set it when the
+    dashboard is served over HTTPS."""
+
     sqlite_busy_timeout_ms: int = 30_000
     """How long a SQLite writer waits for the write lock before giving up."""
 
@@ -40,16 +50,6 @@ class Settings:
 
     log_json: bool = False
     """Write one JSON object per log line instead of plain text."""
-
-    secret_key: str = ""
-    """Key that signs the dashboard's session cookies; at least 32 characters. Unset, a
-    random key is made once and kept in `secret_key` beside the SQLite database (`./var/`
-    by default; `./var/` for PostgreSQL too). Set it when several hosts serve one
-    database, or sessions signed on one host are refused by the others."""
-
-    session_cookie_secure: bool = False
-    """Mark the dashboard's session cookie Secure (sent over HTTPS only). Set it when the
-    dashboard is served over HTTPS."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

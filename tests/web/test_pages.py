@@ -308,7 +308,13 @@ def test_dashboard_errors_are_html_and_api_errors_stay_json(
     client: TestClient, alice: User
 ) -> None:
     sign_in(alice)
-    for path in ["/nothing", "/segments/not-a-number", "/static/missing.css"]:
+    for path in [
+        "/nothing",
+        "/segments/not-a-number",
+        "/segments/0",
+        f"/contacts/{2**64}/edit",
+        "/static/missing.css",
+    ]:
         response = client.get(path)
         assert response.status_code == 404, path
         assert response.headers["content-type"].startswith("text/html")
@@ -319,6 +325,10 @@ def test_dashboard_errors_are_html_and_api_errors_stay_json(
     response = alice.client.get("/segments?order_by=colour")
     assert response.status_code == 400
     assert "order_by must be one of" in response.text
+    for path in ["/segments?search=a%00b", "/contacts?search=%00"]:
+        response = alice.client.get(path)
+        assert response.status_code == 400, path
+        assert "must not contain NUL characters" in response.text
 
 
 # -- what the forms do --------------------------------------------------------------

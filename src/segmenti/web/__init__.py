@@ -15,7 +15,11 @@ SESSION_DAYS = 14
 
 
 def mount(app: FastAPI, settings: Settings) -> None:
-    """Adds the dashboard's routes, static files, session cookie and sign-in redirect."""
+    """Adds the dashboard's routes, static files, session cookie and sign-in redirect, and
+    wraps the app's error handlers (registered before) so that a dashboard path gets an
+    HTML page where /api/ keeps its JSON:API body."""
+    for kind, handler in list(app.exception_handlers.items()):
+        app.exception_handlers[kind] = pages.html_outside_api(handler)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.add_exception_handler(sessions.SignInRequired, pages.sign_in_first)
@@ -27,6 +31,3 @@ def mount(app: FastAPI, settings: Settings) -> None:
         same_site="lax",
         https_only=settings.session_cookie_secure,
     )
-
-
-html_outside_api = pages.html_outside_api

@@ -3,6 +3,7 @@ links, and HTML error pages for every path outside /api/."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from segmenti import phones
@@ -175,16 +176,17 @@ def is_api_path(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
-ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+ErrorHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
-def html_outside_api(handler: ErrorHandler) -> ErrorHandler:
+def html_outside_api(handler: ErrorHandler) -> Callable[[Request, Any], Awaitable[Response]]:
     """Wraps one of the JSON error handlers: /api/ keeps its JSON:API body; a dashboard
     path gets the same status and words as an HTML page."""
 
-    async def handle(request: Request, exc: Exception) -> Response:
-        response = await handler(request, exc)
-        if is_api_path(request.url.path):
+    async def handle(request: Request, exc: Any) -> Response:
+        answer = handler(request, exc)
+        response = await answer if inspect.isawaitable(answer) else answer
+        if is_api_path(request.url.path) or not isinstance(response, JSONResponse):
             return response
         error = json.loads(bytes(response.body))["errors"][0]
         page = render(

@@ -8,10 +8,10 @@ to the field its `parameter` names, in the API's words.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from segmenti import errors
@@ -29,6 +29,9 @@ from segmenti.web.pages import pager, redirect, render
 
 router = APIRouter(include_in_schema=False)
 
+# An id outside what the id columns hold names nothing: 404, never a driver overflow.
+PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
 Viewer = sessions.Viewer
 signed_in = Depends(sessions.viewer)
 posted = Depends(sessions.form_pairs)
@@ -40,7 +43,12 @@ def _settings(request: Request) -> Settings:
 
 
 def _page(request: Request) -> Page:
+    """The page asked for. Every list page reads it first, so this is also where query
+    strings with NUL characters are refused: PostgreSQL cannot compare text holding one."""
     query = request.query_params
+    for name, value in query.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise errors.Invalid("the query string must not contain NUL characters")
     return Page.parse(query.get("page") or None, query.get("results_per_page") or None)
 
 
@@ -239,7 +247,7 @@ def _load_segment(request: Request, viewer: Viewer, segment_id: int) -> dict[str
 
 
 @router.get("/segments/{segment_id}")
-def segment_show(segment_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+def segment_show(segment_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
     page = _page(request)
     with database(request).read() as session:
         segment = segments_service.get_segment(
@@ -264,14 +272,14 @@ def segment_show(segment_id: int, request: Request, viewer: Viewer = signed_in) 
 
 
 @router.get("/segments/{segment_id}/edit")
-def segment_edit(segment_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+def segment_edit(segment_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
     segment = _load_segment(request, viewer, segment_id)
     return _segment_form_page(request, viewer, SegmentForm.from_segment(segment), segment=segment)
 
 
 @router.post("/segments/{segment_id}/edit")
 def segment_update(
-    segment_id: int,
+    segment_id: PathId,
     request: Request,
     viewer: Viewer = signed_in,
     pairs: list[tuple[str, str]] = posted,
@@ -281,14 +289,16 @@ def segment_update(
 
 
 @router.get("/segments/{segment_id}/delete")
-def segment_delete_page(segment_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+def segment_delete_page(
+    segment_id: PathId, request: Request, viewer: Viewer = signed_in
+) -> Response:
     segment = _load_segment(request, viewer, segment_id)
     return render(request, "segments/delete.html", {"segment": segment}, viewer=viewer)
 
 
 @router.post("/segments/{segment_id}/delete")
 def segment_delete(
-    segment_id: int,
+    segment_id: PathId,
     request: Request,
     viewer: Viewer = signed_in,
     _pairs: list[tuple[str, str]] = posted,
@@ -394,14 +404,14 @@ def contacts_import(request: Request, viewer: Viewer = signed_in) -> Response:
 
 
 @router.get("/contacts/{contact_id}/edit")
-def contact_edit(contact_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+def contact_edit(contact_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
     contact = _load_contact(request, viewer, contact_id)
     return _contact_form_page(request, viewer, ContactForm.from_contact(contact), contact=contact)
 
 
 @router.post("/contacts/{contact_id}/edit")
 def contact_update(
-    contact_id: int,
+    contact_id: PathId,
     request: Request,
     viewer: Viewer = signed_in,
     pairs: list[tuple[str, str]] = posted,
@@ -411,14 +421,16 @@ def contact_update(
 
 
 @router.get("/contacts/{contact_id}/delete")
-def contact_delete_page(contact_id: int, request: Request, viewer: Viewer = signed_in) -> Response:
+def contact_delete_page(
+    contact_id: PathId, request: Request, viewer: Viewer = signed_in
+) -> Response:
     contact = _load_contact(request, viewer, contact_id)
     return render(request, "contacts/delete.html", {"contact": contact}, viewer=viewer)
 
 
 @router.post("/contacts/{contact_id}/delete")
 def contact_delete(
-    contact_id: int,
+    contact_id: PathId,
     request: Request,
     viewer: Viewer = signed_in,
     _pairs: list[tuple[str, str]] = posted,
