@@ -141,6 +141,14 @@ def test_build_a_filter_segment_watching_its_count_then_page_and_delete_it(
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             page.set_default_timeout(TIMEOUT_MS)
+            script_errors: list[str] = []
+            page.on("pageerror", lambda error: script_errors.append(str(error)))
+            page.on(
+                "console",
+                lambda message: message.type == "error" and script_errors.append(message.text),
+            )
+            # The one failed load expected: the sign-in page answering 401 to a wrong key.
+            refused = "the server responded with a status of 401"
             expect.set_options(timeout=TIMEOUT_MS)
 
             # Signed out, the dashboard asks for a key; a wrong one is refused in place.
@@ -182,6 +190,12 @@ def test_build_a_filter_segment_watching_its_count_then_page_and_delete_it(
             expect(count).to_have_attribute("data-count", "21")
             page.locator("#f-filters_countries").select_option([])
             expect(count).to_have_attribute("data-count", "30")
+            # Only the chosen type's fields show; a list of ids is counted when saved.
+            page.get_by_role("radio", name="Contacts chosen by id").check()
+            expect(page.locator("#f-filters_countries")).to_be_hidden()
+            expect(page.locator(".preview-note")).to_be_visible()
+            page.get_by_role("radio", name="Contacts matching a filter").check()
+            expect(count).to_have_attribute("data-count", "30")
             page.get_by_label("Name", exact=True).fill("Pro customers")
             page.get_by_role("button", name="Save segment").click()
 
@@ -205,5 +219,6 @@ def test_build_a_filter_segment_watching_its_count_then_page_and_delete_it(
             page.get_by_role("button", name="Delete the segment").click()
             expect(page.locator(".flash")).to_have_text("Segment deleted.")
             expect(page.get_by_text("No segments yet.")).to_be_visible()
+            assert [error for error in script_errors if refused not in error] == []
         finally:
             browser.close()
