@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from segmenti import phones
-from segmenti.paging import RESULTS_PER_PAGE, Page
+from segmenti.paging import Page
 from segmenti.segments import filters
 from segmenti.web import sessions
 
@@ -85,13 +85,11 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["field_id"] = field_id
     env.filters["country"] = lambda code: phones.country_name(code) if code else "—"
-    env.filters["tojson_compact"] = lambda value: json.dumps(value, ensure_ascii=False)
     env.globals.update(
         CONDITION_LABELS=CONDITION_LABELS,
         CONTINENT_NAMES=CONTINENT_NAMES,
         COUNTRIES_BY_CONTINENT=COUNTRIES_BY_CONTINENT,
         TYPE_LABELS=TYPE_LABELS,
-        RESULTS_PER_PAGE=RESULTS_PER_PAGE,
         STATIC_VERSION=STATIC_VERSION,
     )
     return env
