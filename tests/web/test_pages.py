@@ -425,7 +425,23 @@ def test_the_preview_counts_and_lists_the_first_ten_members(alice: User) -> None
         data={"csrf_token": token, "type": "filter", "filters_countries[]": "XX"},
     )
     assert 'data-error-parameter="filters_countries"' in invalid.text
+    # The other two types too: ids of contacts, and numbers that would become contacts.
+    chosen = alice.client.post(
+        "/segments/preview",
+        data={"csrf_token": token, "type": "custom", "contacts_ids": "3, 1"},
+    )
+    assert 'data-count="2"' in chosen.text
+    numbers = alice.client.post(
+        "/segments/preview",
+        data={"csrf_token": token, "type": "bulk", "phone_numbers": "+393331234500\n+33612345678"},
+    )
+    assert 'data-count="2"' in numbers.text and "1 of them is not a contact yet" in numbers.text
+    waiting = alice.client.post(
+        "/segments/preview", data={"csrf_token": token, "type": "bulk", "phone_numbers": " "}
+    )
+    assert "Enter phone numbers" in waiting.text
     assert alice.get("/api/segments").json()["data"] == []
+    assert alice.get("/api/contacts").json()["meta"]["total"] == 12  # nothing created
     # The builder offers the keys the user's contacts already have.
     assert '<option value="n">' in alice.client.get("/segments/new").text
 

@@ -1,8 +1,8 @@
-"""The few reads only the dashboard makes: member pages, the live preview of a filter
-being edited, and the parameter keys a user already has (for suggestions).
+"""What the dashboard reads beyond the API's own listings: the live preview of the
+segment being edited, and the parameter keys a user already has (for suggestions).
 
-Membership always comes from `segments.members.members_where`, the one WHERE clause
-that every reader of membership shares."""
+The preview is `segments.service.preview_segment`, the service behind
+`POST /api/segments/preview`: the same count and first members, writing nothing."""
 
 from __future__ import annotations
 
@@ -13,59 +13,49 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segmenti import errors
-from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
-from segmenti.db.tables import contact_parameters, contacts
+from segmenti.db.engine import Database
+from segmenti.db.tables import contact_parameters
 from segmenti.forms import Params
-from segmenti.paging import Page
-from segmenti.segments import filters, service
-from segmenti.segments.members import members_where
+from segmenti.segments import service
+from segmenti.segments.forms import segment_input
+from segmenti.settings import Settings
+from segmenti.web.forms import SegmentForm
 
-PREVIEW_MEMBERS = 10
 SUGGESTED_KEYS = 500
 
-
-def segment_members(
-    session: Session, *, user_id: int, segment: dict[str, Any], page: Page
-) -> list[dict[str, Any]]:
-    """One page of the segment's members (opted-out contacts excluded), by contact id."""
-    where = members_where(
-        user_id=user_id,
-        segment_id=segment["id"],
-        type=segment["type"],
-        settings=segment["settings"],
-    )
-    rows = session.execute(
-        select(*CONTACT_COLUMNS)
-        .where(where)
-        .order_by(contacts.c.id)
-        .limit(page.size)
-        .offset(page.offset)
-    ).all()
-    return [render_contact(row) for row in rows]
+_WAITING_FOR = {
+    "bulk": "Enter phone numbers to see who would be in it.",
+    "custom": "Enter contact ids to see who would be in it.",
+}
 
 
 @dataclass
 class Preview:
-    """What a filter would select now: its count and first members, or why it is invalid."""
+    """What saving the form would give now: the count and first members, why the form
+    is invalid, or what it still needs before there is anything to count."""
 
     total: int | None = None
+    new_contacts: int = 0
     members: list[dict[str, Any]] = field(default_factory=list)
     error: errors.SegmentiError | None = None
+    note: str | None = None
 
 
-def preview_filter(
-    session: Session, *, user_id: int, pairs: list[tuple[str, str]], max_conditions: int
-) -> Preview:
+def preview(db: Database, settings: Settings, *, user_id: int, form: SegmentForm) -> Preview:
+    waiting = _WAITING_FOR.get(form.type)
+    if waiting and not (form.phone_numbers if form.type == "bulk" else form.contacts_ids).strip():
+        return Preview(note=waiting)
+    # The name is not needed to count: leave it out, so an empty one is no error yet.
+    pairs = [(name, value) for name, value in form.to_pairs() if name != "name"]
     try:
-        spec = filters.parse(Params.from_pairs(pairs), max_conditions=max_conditions)
+        data = segment_input(Params.from_pairs(pairs), settings)
+        with db.read_only() as session:
+            found = service.preview_segment(session, user_id=user_id, data=data)
     except errors.Invalid as exc:
         return Preview(error=exc)
-    total = service.count_filter(session, user_id=user_id, spec=spec)
-    where = members_where(user_id=user_id, segment_id=0, type="filter", settings=spec.as_settings())
-    rows = session.execute(
-        select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_MEMBERS)
-    ).all()
-    return Preview(total=total, members=[render_contact(row) for row in rows])
+    return Preview(
+        total=found["total_contacts"], new_contacts=found["new_contacts"], members=found["contacts"]
+    )
 
 
 def parameter_keys(session: Session, *, user_id: int) -> list[str]:

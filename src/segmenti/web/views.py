@@ -20,6 +20,7 @@ from segmenti.contacts.forms import contact_input
 from segmenti.forms import Params
 from segmenti.http import database
 from segmenti.paging import Page
+from segmenti.segments import members
 from segmenti.segments import service as segments_service
 from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
@@ -147,12 +148,10 @@ def _segment_form_page(
     segment: dict[str, Any] | None,
     error: errors.SegmentiError | None = None,
 ) -> HTMLResponse:
-    preview = None
     with database(request).read() as session:
         keys = queries.parameter_keys(session, user_id=viewer.user_id)
-        if form.type == "filter":
-            preview = _preview(request, session, viewer, form)
-    if error is None and preview is not None and preview.error is not None:
+    preview = _preview(request, viewer, form)
+    if error is None and preview.error is not None:
         error = preview.error  # shown next to its field, as a failed save would be
     return render(
         request,
@@ -170,13 +169,8 @@ def _segment_form_page(
     )
 
 
-def _preview(request: Request, session: Any, viewer: Viewer, form: SegmentForm) -> queries.Preview:
-    return queries.preview_filter(
-        session,
-        user_id=viewer.user_id,
-        pairs=form.filter_pairs(),
-        max_conditions=_settings(request).max_filter_conditions,
-    )
+def _preview(request: Request, viewer: Viewer, form: SegmentForm) -> queries.Preview:
+    return queries.preview(database(request), _settings(request), user_id=viewer.user_id, form=form)
 
 
 def _save_segment(
@@ -228,15 +222,11 @@ def segment_create(
 def segment_preview(
     request: Request, viewer: Viewer = signed_in, pairs: list[tuple[str, str]] = posted
 ) -> Response:
-    """Internal to the dashboard: the live count and first members of the filter being
+    """Internal to the dashboard: the count and first members of the segment being
     edited, as an HTML fragment that static/app.js swaps into the form."""
-    preview: queries.Preview | None = None
     try:
-        form = SegmentForm.from_pairs(pairs)
-        if form.type == "filter":
-            with database(request).read() as session:
-                preview = _preview(request, session, viewer, form)
-    except errors.Invalid as exc:
+        preview = _preview(request, viewer, SegmentForm.from_pairs(pairs))
+    except errors.Invalid as exc:  # a malformed row index
         preview = queries.Preview(error=exc)
     return render(request, "segments/_preview.html", {"preview": preview}, viewer=viewer)
 
@@ -253,8 +243,8 @@ def segment_show(segment_id: PathId, request: Request, viewer: Viewer = signed_i
         segment = segments_service.get_segment(
             session, user_id=viewer.user_id, segment_id=segment_id
         )
-        members = queries.segment_members(
-            session, user_id=viewer.user_id, segment=segment, page=page
+        listed = members.list_members(
+            session, user_id=viewer.user_id, segment_id=segment_id, page=page
         )
     return render(
         request,
@@ -262,10 +252,8 @@ def segment_show(segment_id: PathId, request: Request, viewer: Viewer = signed_i
         {
             "segment": segment,
             "definition": SegmentForm.from_segment(segment),
-            "members": members,
-            # total_contacts is exact (maintained with every write) and counts exactly
-            # the members listed: those that have not opted out.
-            "pager": pager(request, page, segment["total_contacts"]),
+            "members": listed.rows,
+            "pager": pager(request, page, listed.total),
         },
         viewer=viewer,
     )
