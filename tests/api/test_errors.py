@@ -40,7 +40,11 @@ def test_missing_malformed_or_unknown_keys_are_401(
 
 def test_unknown_path_and_wrong_method_are_json(client: TestClient, alice: User) -> None:
     assert_error(client.get("/api/nothing-here"), 404)
-    assert_error(client.get("/api"), 404)  # outside /api/ the dashboard answers HTML
+    assert_error(client.get("/api"), 404)
+    assert_error(client.get("/nothing"), 404)
+    # A browser (Accept: text/html) outside /api/ gets the dashboard's HTML error page.
+    page = client.get("/nothing", headers={"Accept": "text/html,application/xhtml+xml,*/*"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert_error(alice.client.put("/api/segments", headers=alice.headers), 405)
     assert_error(alice.client.patch("/api/segments/1", headers=alice.headers), 405)
 

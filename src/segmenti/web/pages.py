@@ -174,17 +174,24 @@ def is_api_path(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page outside /api/. SPEC makes every error JSON; only a
+    client that says it takes HTML (browsers do, curl and API clients do not) gets the
+    dashboard's error page instead."""
+    return not is_api_path(request.url.path) and "text/html" in request.headers.get("accept", "")
+
+
 ErrorHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 def html_outside_api(handler: ErrorHandler) -> Callable[[Request, Any], Awaitable[Response]]:
-    """Wraps one of the JSON error handlers: /api/ keeps its JSON:API body; a dashboard
-    path gets the same status and words as an HTML page."""
+    """Wraps one of the JSON error handlers: a browser's request outside /api/ gets the
+    same status and words as an HTML page (`wants_html`); everything else keeps JSON."""
 
     async def handle(request: Request, exc: Any) -> Response:
         answer = handler(request, exc)
         response = await answer if inspect.isawaitable(answer) else answer
-        if is_api_path(request.url.path) or not isinstance(response, JSONResponse):
+        if not wants_html(request) or not isinstance(response, JSONResponse):
             return response
         error = json.loads(bytes(response.body))["errors"][0]
         page = render(
