@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from segmenti import errors, http
 from segmenti.contacts.api import router as contacts_router
+from segmenti.contacts.transfer_api import router as transfer_router
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.segments.api import router as segments_router
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.state.settings = settings
     app.state.db = db
     app.include_router(members_router)  # first: /api/segments/preview is no segment id
+    app.include_router(transfer_router)  # before contacts: /api/contacts/import
     app.include_router(segments_router)
     app.include_router(contacts_router)
     _add_operational_routes(app, db)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segmenti import auth, errors
+from segmenti.contacts import cli as contacts_cli
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID
@@ -23,6 +24,7 @@ users_app = typer.Typer(help="Users (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+contacts_cli.register(app)  # contacts import/export, demo
 
 console = Console()
 err_console = Console(stderr=True)

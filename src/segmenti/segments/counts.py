@@ -75,6 +75,14 @@ def _filter_predicates(
     return predicates
 
 
+def filter_predicates(
+    session: Session, *, user_id: int, version: str
+) -> tuple[tuple[int, filters.Predicate], ...]:
+    """(segment id, compiled predicate) of every filter segment of the user, cached until
+    the user's segments change. For writers that batch their own deltas (CSV import)."""
+    return _filter_predicates(session, user_id=user_id, version=version)
+
+
 def _counted(state: ContactState | None, predicate: filters.Predicate) -> bool:
     return state is not None and not state.has_opted_out and predicate(state)
 

@@ -1,0 +1,208 @@
+"""`segmenti contacts import|export` and `segmenti demo`: the same services as the API."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from segmenti import auth, errors
+from segmenti.contacts import csv_io, export, importer
+from segmenti.db import migrate
+from segmenti.db.engine import Database
+from segmenti.settings import Settings
+
+contacts_app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(contacts_app, name="contacts")
+    from segmenti.demo_cli import demo
+
+    app.command()(demo)
+
+
+def database() -> Database:
+    db = Database(Settings.from_env())
+    migrate.upgrade(db.engine)
+    return db
+
+
+def fail(error: errors.SegmentiError) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {error.detail or error.title}")
+    return typer.Exit(code=1)
+
+
+UserOption = Annotated[int, typer.Option("--user", help="The user (tenant) whose contacts.")]
+
+
+class _File:
+    """An import file, read once per pass; remembers how far the current pass got."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.header: tuple[str, ...] = ()
+        self._binary: IO[bytes] | None = None
+
+    def rows(self) -> Iterator[csv_io.Row]:
+        with self.path.open("rb") as binary:
+            self._binary = binary
+            reader = csv_io.CsvReader(csv_io.text_stream(binary))
+            self.header = reader.header.columns
+            yield from reader
+
+    def position(self) -> int:
+        binary = self._binary
+        return self.size if binary is None or binary.closed else binary.tell()
+
+
+class _ErrorsFile:
+    """`--errors FILE.csv`: every bad row with its line, the reason and its fields."""
+
+    def __init__(self, path: Path, source: _File) -> None:
+        self.path = path
+        self.source = source
+        self.count = 0
+        self._handle = path.open("w", encoding="utf-8", newline="")
+        self._writer: Any = None
+
+    def __call__(self, bad: csv_io.BadRow) -> None:
+        if self._writer is None:
+            self._writer = csv.writer(self._handle)
+            self._writer.writerow(["line", "reason", *self.source.header])
+        self._writer.writerow([bad.line, bad.reason, *bad.fields])
+        self.count += 1
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+@contacts_app.command("import")
+def import_command(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The CSV file.")
+    ],
+    user: UserOption,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Any bad row aborts the import; nothing is written.")
+    ] = False,
+    errors_file: Annotated[
+        Path | None,
+        typer.Option("--errors", help="Write every bad row (line, reason, fields) to this CSV."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Rows per committed batch.")
+    ] = importer.BATCH_SIZE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Imports contacts from a CSV file (upsert by phone number, batches committed as
+    they go). See the README's "CSV import and export" for the columns and rules."""
+    source = _File(file)
+    sink = _ErrorsFile(errors_file, source) if errors_file is not None else None
+    db = database()
+    started = time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]importing"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[rows]:>10,} rows"),
+        TextColumn("{task.fields[rate]:>8,.0f} rows/s"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task("import", total=source.size or 1, rows=0, rate=0.0)
+
+    def on_batch(report: importer.ImportReport) -> None:
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        done = report.rows + report.invalid
+        progress.update(task, completed=source.position(), rows=done, rate=done / elapsed)
+
+    try:
+        with progress:
+            report = importer.import_contacts(
+                db,
+                user_id=user,
+                open_rows=source.rows,
+                strict=strict,
+                batch_size=batch_size,
+                on_invalid=sink,
+                on_batch=on_batch,
+            )
+    except importer.ImportStopped as exc:
+        _print_report(exc.report, time.perf_counter() - started, as_json=as_json, sink=sink)
+        raise fail(exc) from None
+    except errors.SegmentiError as exc:
+        if sink is not None:
+            sink.close()
+            err_console.print(f"{sink.count:,} bad row(s) written to {sink.path}")
+        raise fail(exc) from None
+    finally:
+        db.dispose()
+    _print_report(report, time.perf_counter() - started, as_json=as_json, sink=sink)
+
+
+def _print_report(
+    report: importer.ImportReport, elapsed: float, *, as_json: bool, sink: _ErrorsFile | None
+) -> None:
+    if sink is not None:
+        sink.close()
+    rate = (report.rows + report.invalid) / elapsed if elapsed > 0 else 0.0
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), "seconds": round(elapsed, 3)}))
+        return
+    table = Table("created", "updated", "invalid", "batches committed", "through line", "rows/s")
+    table.add_row(
+        f"{report.created:,}",
+        f"{report.updated:,}",
+        f"{report.invalid:,}",
+        f"{report.batches:,}",
+        f"{report.committed_through_line:,}",
+        f"{rate:,.0f}",
+    )
+    console.print(table)
+    if report.first_invalid:
+        bad = Table("line", "reason", "phone_number", title="First invalid rows (not imported)")
+        for row in report.first_invalid:
+            shown = row.as_dict()
+            bad.add_row(str(shown["line"]), shown["reason"], shown["value"])
+        console.print(bad)
+    if sink is not None:
+        console.print(f"{sink.count:,} bad row(s) written to {sink.path}")
+
+
+@contacts_app.command("export")
+def export_command(
+    user: UserOption,
+    segment: Annotated[
+        int | None, typer.Option("--segment", help="Only this segment's members.")
+    ] = None,
+) -> None:
+    """Writes contacts as CSV (the columns an import reads) to standard output."""
+    db = database()
+    try:
+        with db.read() as session:
+            if not auth.user_exists(session, user_id=user):
+                raise errors.NotFound(f"user {user} does not exist")
+            export.contacts_where(session, user_id=user, segment_id=segment)
+        out = sys.stdout.buffer
+        for chunk in export.export_csv(db, user_id=user, segment_id=segment):
+            out.write(chunk.encode("utf-8"))
+        out.flush()
+    except errors.SegmentiError as exc:
+        raise fail(exc) from None
+    finally:
+        db.dispose()

@@ -1,0 +1,181 @@
+"""CSV import and export over HTTP: thin routes over `importer` and `export`.
+
+Included before the contacts router, so `POST /api/contacts/import` is not taken for a
+contact id."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import IO, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from segmenti import errors, schemas
+from segmenti.contacts import csv_io, export, importer
+from segmenti.forms import parse_bool
+from segmenti.http import current_user, database
+
+router = APIRouter(tags=["contacts"])
+
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+
+_IMPORT_REPORT = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "object",
+            "properties": {
+                "rows": {"type": "integer", "description": "Valid rows read."},
+                "created": {"type": "integer"},
+                "updated": {"type": "integer"},
+                "invalid": {"type": "integer", "description": "Bad rows, not imported."},
+                "batches": {"type": "integer", "description": "Batches committed."},
+                "committed_through_line": {"type": "integer"},
+                "invalid_rows": {
+                    "type": "array",
+                    "description": "The first 10 bad rows.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "line": {"type": "integer"},
+                            "reason": {"type": "string"},
+                            "value": {"type": "string", "description": "The row's first field."},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+_IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV with a header row: phone_number (required), "
+                            "name, has_opted_out, and one column per custom parameter "
+                            "(`param:<key>` also names one). UTF-8, with or without BOM; "
+                            "delimiter , ; or tab.",
+                        },
+                        "strict": {
+                            "type": "string",
+                            "enum": ["0", "1"],
+                            "description": "1: any bad row aborts the import, nothing written.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+class _Unclosable(io.RawIOBase):
+    """The uploaded file as seen by one reading pass: closing the pass's text wrapper
+    must not close the upload, which a strict import reads twice."""
+
+    def __init__(self, binary: IO[bytes]) -> None:
+        self._binary = binary
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._binary.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        pass
+
+
+@router.post(
+    "/api/contacts/import",
+    summary="Import contacts from CSV",
+    responses=schemas.responses(200, _IMPORT_REPORT, 400, 401, 413, 415),
+    openapi_extra=_IMPORT_BODY,
+)
+async def import_contacts(request: Request, user_id: int = Depends(current_user)) -> JSONResponse:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise errors.UnsupportedMediaType(
+            "upload the CSV as multipart/form-data, in a field named file"
+        )
+    try:
+        form = await request.form(max_files=1, max_fields=20)
+    except (ValueError, KeyError, AssertionError) as exc:
+        raise errors.Invalid(f"the form body could not be read: {exc}") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise errors.Invalid(
+            "file is required: the CSV as a multipart file field", parameter="file"
+        )
+    raw_strict = form.get("strict") or request.query_params.get("strict") or "0"
+    strict = parse_bool("strict", raw_strict if isinstance(raw_strict, str) else "0")
+
+    def rows() -> Iterator[csv_io.Row]:
+        upload.file.seek(0)
+        binary = io.BufferedReader(_Unclosable(upload.file))
+        yield from csv_io.CsvReader(csv_io.text_stream(binary))
+
+    db = database(request)
+    report = await run_in_threadpool(
+        importer.import_contacts, db, user_id=user_id, open_rows=rows, strict=strict
+    )
+    await upload.close()
+    return JSONResponse({"data": report.as_dict()})
+
+
+def _csv_response(request: Request, *, user_id: int, segment_id: int | None, name: str) -> Any:
+    db = database(request)
+    with db.read() as session:
+        export.contacts_where(session, user_id=user_id, segment_id=segment_id)
+    return StreamingResponse(
+        export.export_csv(db, user_id=user_id, segment_id=segment_id),
+        media_type=CSV_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "CSV in the columns an import reads, streamed.",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/api/contacts.csv",
+    summary="Export contacts as CSV",
+    responses={**schemas.responses(200, None, 401), **_CSV_RESPONSE},
+    response_class=StreamingResponse,
+)
+def export_contacts(request: Request, user_id: int = Depends(current_user)) -> Any:
+    return _csv_response(request, user_id=user_id, segment_id=None, name="contacts.csv")
+
+
+@router.get(
+    "/api/segments/{segment_id}/contacts.csv",
+    summary="Export a segment's contacts as CSV",
+    responses={**schemas.responses(200, None, 401, 404), **_CSV_RESPONSE},
+    response_class=StreamingResponse,
+)
+def export_segment_contacts(
+    segment_id: int, request: Request, user_id: int = Depends(current_user)
+) -> Any:
+    return _csv_response(
+        request, user_id=user_id, segment_id=segment_id, name=f"segment-{segment_id}.csv"
+    )
