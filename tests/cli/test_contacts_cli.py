@@ -1,0 +1,215 @@
+"""`segmenti contacts import|export` and `segmenti demo`, in-process, plus one real
+process killed in the middle of an import."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from segmenti import demo
+from segmenti.cli import app
+from segmenti.contacts import csv_io
+from segmenti.db.engine import Database
+from segmenti.db.tables import contact_parameters, contacts
+from segmenti.forms import Params
+from segmenti.segments.forms import segment_input
+from segmenti.segments.service import create_segment
+from segmenti.settings import Settings
+from tests.counting import stale_counts
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(database_url: str) -> dict[str, str]:
+    return {"SEGMENTI_DATABASE_URL": database_url}
+
+
+@pytest.fixture
+def user_id(env: dict[str, str]) -> int:
+    made = runner.invoke(app, ["users", "create", "Acme", "--json"], env=env)
+    return int(json.loads(made.stdout)["user_id"])
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(Settings(database_url=database_url))
+    yield database
+    database.dispose()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_import_prints_a_summary_and_writes_bad_rows_to_the_errors_file(
+    env: dict[str, str], user_id: int, tmp_path: Path
+) -> None:
+    source = write(
+        tmp_path / "in.csv",
+        "phone_number;name;plan\n+393331234567;Maria;pro\n12;Bad;free\n+447400123456;John\n",
+    )
+    bad = tmp_path / "bad.csv"
+    result = runner.invoke(
+        app,
+        ["contacts", "import", str(source), "--user", str(user_id), "--errors", str(bad)],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "created" in result.stdout and "First invalid rows" in result.stdout
+    assert "2 bad row(s) written to" in result.stdout
+    assert list(csv.reader(bad.open(encoding="utf-8"))) == [
+        ["line", "reason", "phone_number", "name", "plan"],
+        ["3", "phone_number: missing country code: start with + or 00", "12", "Bad", "free"],
+        ["4", "expected 3 fields, got 2", "+447400123456", "John"],
+    ]
+
+
+def test_import_json_report_and_strict(env: dict[str, str], user_id: int, tmp_path: Path) -> None:
+    source = write(tmp_path / "in.csv", "phone_number\n+393331234567\nnope\n")
+    command = ["contacts", "import", str(source), "--user", str(user_id)]
+    strict = runner.invoke(app, [*command, "--strict"], env=env)
+    assert strict.exit_code == 1
+    assert "1 invalid row(s), nothing was imported" in strict.stderr
+    done = runner.invoke(app, [*command, "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert (report["created"], report["invalid"], report["batches"]) == (1, 1, 1)
+    again = json.loads(runner.invoke(app, [*command, "--json"], env=env).stdout)
+    assert (again["created"], again["updated"]) == (0, 1)
+
+
+def test_import_for_an_unknown_user_fails(env: dict[str, str], tmp_path: Path) -> None:
+    source = write(tmp_path / "in.csv", "phone_number\n+393331234567\n")
+    result = runner.invoke(app, ["contacts", "import", str(source), "--user", "99"], env=env)
+    assert result.exit_code == 1
+    assert "user 99 does not exist" in result.stderr
+
+
+def test_export_to_stdout_reimports_to_the_same_file(
+    env: dict[str, str], user_id: int, tmp_path: Path
+) -> None:
+    source = write(
+        tmp_path / "in.csv",
+        'phone_number,name,has_opted_out,plan\n+393331234567,"A, B",1,pro\n+14155552671,C,0,\n',
+    )
+    runner.invoke(app, ["contacts", "import", str(source), "--user", str(user_id)], env=env)
+    exported = runner.invoke(app, ["contacts", "export", "--user", str(user_id)], env=env)
+    assert exported.exit_code == 0, exported.output
+    assert exported.stdout_bytes == (
+        b"phone_number,name,has_opted_out,plan\r\n"
+        b'+393331234567,"A, B",1,pro\r\n'
+        b"+14155552671,C,0,\r\n"
+    )
+    again = write(tmp_path / "again.csv", exported.stdout_bytes.decode())
+    report = runner.invoke(
+        app, ["contacts", "import", str(again), "--user", str(user_id), "--json"], env=env
+    )
+    assert json.loads(report.stdout)["updated"] == 2
+    missing = runner.invoke(
+        app, ["contacts", "export", "--user", str(user_id), "--segment", "7"], env=env
+    )
+    assert missing.exit_code == 1
+    assert "segment 7 does not exist" in missing.stderr
+
+
+def test_demo_makes_a_user_with_contacts_and_exact_segments(
+    env: dict[str, str], db: Database
+) -> None:
+    result = runner.invoke(
+        app, ["demo", "--contacts", "400", "--segments", "21", "--seed", "5", "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.stdout)
+    assert (made["contacts"], made["segments"]) == (400, 21)
+    assert made["api_key"].startswith("sgk_")
+    assert stale_counts(db, made["user_id"]) == {}
+    exported = runner.invoke(app, ["contacts", "export", "--user", str(made["user_id"])], env=env)
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    expected = list(demo.contacts(400, seed=5))
+    assert sorted(row["phone_number"] for row in rows) == sorted(c.phone.e164 for c in expected)
+
+
+# -- a real crash ------------------------------------------------------------------------
+
+
+def _demo_csv(path: Path, count: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        keys = list(demo.PARAMETER_KEYS)
+        handle.write(",".join(csv_io.export_header(keys)) + "\n")
+        writer = csv.writer(handle, lineterminator="\n")
+        for contact in demo.contacts(count, seed=11):
+            writer.writerow(
+                [contact.phone.e164, contact.name, int(contact.has_opted_out)]
+                + [contact.custom_parameters.get(key, "") for key in keys]
+            )
+
+
+def test_killing_the_import_leaves_whole_batches_and_exact_counts(
+    env: dict[str, str], user_id: int, db: Database, tmp_path: Path
+) -> None:
+    batch = 250
+    source = tmp_path / "big.csv"
+    _demo_csv(source, 30_000)
+    expected = {c.phone.e164: len(c.custom_parameters) for c in demo.contacts(30_000, seed=11)}
+    # Segments present, so every batch also adjusts counts.
+    segment_params = [s.params for s in demo.segments(12, seed=2)]
+    with db.write() as session:
+        for params in segment_params:
+            create_segment(session, user_id=user_id, data=segment_input(Params.from_json(params),
+                                                                         db.settings))  # fmt: skip
+    executable = str(Path(sys.executable).parent / "segmenti")
+    command = [executable, "contacts", "import", str(source),
+               "--user", str(user_id), "--batch-size", str(batch)]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with db.read() as session:
+                count = session.execute(
+                    select(func.count()).select_from(contacts).where(contacts.c.user_id == user_id)
+                ).scalar_one()
+            if count >= 4 * batch:
+                break
+            time.sleep(0.005)
+        assert process.poll() is None, "the import finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    with db.read() as session:
+        numbers = dict(
+            session.execute(
+                select(contacts.c.phone_number, contacts.c.id).where(contacts.c.user_id == user_id)
+            ).all()
+        )
+        parameter_rows = dict(
+            session.execute(
+                select(contact_parameters.c.contact_id, func.count())
+                .where(contact_parameters.c.user_id == user_id)
+                .group_by(contact_parameters.c.contact_id)
+            ).all()
+        )
+    # Whole batches only: every number is distinct, so a batch is `batch` new contacts.
+    assert 0 < len(numbers) < len(expected)
+    assert len(numbers) % batch == 0
+    # Every contact has all of its parameter rows.
+    assert all(parameter_rows.get(i, 0) == expected[n] for n, i in numbers.items())
+    assert stale_counts(db, user_id) == {}

@@ -1,0 +1,120 @@
+"""Reading import files and writing exports (no database)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from segmenti import errors
+from segmenti.contacts import csv_io
+from segmenti.contacts.csv_io import BadRow, ContactRow
+
+
+def read(text: str) -> list[csv_io.Row]:
+    return list(csv_io.CsvReader(io.StringIO(text, newline="")))
+
+
+@pytest.mark.parametrize(
+    ("line", "delimiter"),
+    [
+        ("phone_number,name\n", ","),
+        ("phone_number;name;plan\n", ";"),
+        ("phone_number\tname\n", "\t"),
+        ("phone_number\n", ","),
+        ("phone_number;name;first, last\n", ";"),
+    ],
+)
+def test_the_delimiter_is_the_most_frequent_in_the_header(line: str, delimiter: str) -> None:
+    assert csv_io.sniff_delimiter(line) == delimiter
+
+
+def test_header_reserved_names_match_case_insensitively_and_param_prefix_escapes() -> None:
+    header = csv_io.parse_header([" Phone_Number ", "NAME", "plan", "param:name", "PARAM:x"])
+    assert (header.phone_index, header.name_index, header.opt_out_index) == (0, 1, None)
+    assert header.parameters == ((2, "plan"), (3, "name"), (4, "x"))
+
+
+@pytest.mark.parametrize(
+    ("columns", "detail"),
+    [
+        (["name"], "no phone_number column"),
+        (["phone_number", "phone_number"], "appears twice"),
+        (["phone_number", "plan", "param:plan"], "appears twice"),
+        (["phone_number", " "], "has no name"),
+        (["phone_number", "param:"], "has no name"),
+        (["phone_number", "k" * 65], "1 to 64 characters"),
+    ],
+)
+def test_bad_headers_are_invalid_naming_the_file(columns: list[str], detail: str) -> None:
+    with pytest.raises(errors.Invalid) as raised:
+        csv_io.parse_header(columns)
+    assert detail in str(raised.value.detail)
+    assert raised.value.parameter == "file"
+
+
+def test_a_64_character_key_is_fine() -> None:
+    assert csv_io.parse_header(["phone_number", "k" * 64]).parameters == ((1, "k" * 64),)
+
+
+def test_rows_carry_the_line_they_start_on_across_quoted_newlines() -> None:
+    rows = read('phone_number,note\n+393331234567,"a\nb\nc"\n\n+393331234568,x\n')
+    assert [row.line for row in rows] == [2, 6]
+    first = rows[0]
+    assert isinstance(first, ContactRow)
+    assert first.custom_parameters == {"note": "a\nb\nc"}
+
+
+def test_absent_columns_and_empty_cells_are_not_given() -> None:
+    (row,) = read("phone_number,has_opted_out,plan,city\n+393331234567,,pro,\n")
+    assert isinstance(row, ContactRow)
+    assert (row.name, row.has_opted_out, row.custom_parameters) == (None, None, {"plan": "pro"})
+    (bare,) = read("phone_number\n+393331234567\n")
+    assert isinstance(bare, ContactRow)
+    assert bare.custom_parameters is None
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("+39333,a,1,x", "phone_number: not a valid phone number"),
+        (",a,1,x", "phone_number: empty phone number"),
+        ("+393331234567,a,1", "expected 4 fields, got 3"),
+        ("+393331234567,a,1,x,y", "expected 4 fields, got 5"),
+        ("+393331234567," + "n" * 257 + ",1,x", "name: at most 256 characters, got 257"),
+        ("+393331234567,a,2,x", "has_opted_out: must be 1/0, true/false or yes/no"),
+        ("+393331234567,a,1," + "v" * 513, "plan: at most 512 characters, got 513"),
+        ("+393331234567,a\x00,1,x", "NUL characters are not allowed"),
+    ],
+)
+def test_bad_rows_say_why(row: str, reason: str) -> None:
+    (bad,) = read(f"phone_number,name,has_opted_out,plan\n{row}\n")
+    assert isinstance(bad, BadRow)
+    assert (bad.line, bad.reason) == (2, reason)
+
+
+def test_limits_are_inclusive() -> None:
+    (row,) = read(f"phone_number,name,plan\n+393331234567,{'n' * 256},{'v' * 512}\n")
+    assert isinstance(row, ContactRow)
+
+
+def test_bom_is_dropped_and_other_encodings_are_refused() -> None:
+    text = csv_io.text_stream(io.BytesIO(b"\xef\xbb\xbfphone_number\n+393331234567\n"))
+    (row,) = list(csv_io.CsvReader(text))
+    assert isinstance(row, ContactRow)
+    with pytest.raises(errors.Invalid, match="not UTF-8"):
+        list(csv_io.CsvReader(csv_io.text_stream(io.BytesIO(b"phone_number,c\n+39,\xe8\n"))))
+
+
+@pytest.mark.parametrize(
+    "key", ["plan", "name", "Phone_Number", "has_opted_out", "param:x", "PARAM:y", " spaced"]
+)
+def test_export_headers_read_back_as_the_same_key(key: str) -> None:
+    header = csv_io.parse_header(csv_io.export_header([key]))
+    assert header.parameters == ((3, key.strip()),)
+
+
+def test_csv_chunks_stream_every_row() -> None:
+    chunks = list(csv_io.csv_chunks(["a"], (["x"] for _ in range(5)), every=2))
+    assert len(chunks) == 3
+    assert "".join(chunks) == "a\r\n" + "x\r\n" * 5
