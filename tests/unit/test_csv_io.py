@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
 from segmenti import errors
 from segmenti.contacts import csv_io
 from segmenti.contacts.csv_io import BadRow, ContactRow
+from segmenti.contacts.reader_process import ChildReader
 
 
 def read(text: str) -> list[csv_io.Row]:
@@ -118,3 +120,17 @@ def test_csv_chunks_stream_every_row() -> None:
     chunks = list(csv_io.csv_chunks(["a"], (["x"] for _ in range(5)), every=2))
     assert len(chunks) == 3
     assert "".join(chunks) == "a\r\n" + "x\r\n" * 5
+
+
+def test_a_child_process_reads_the_same_rows(tmp_path: Path) -> None:
+    text = 'phone_number,name,plan\n+393331234567,"A\nB",pro\nbad,x,y\n+14155552671,,\n'
+    path = tmp_path / "in.csv"
+    path.write_text(text, encoding="utf-8")
+    child = ChildReader(path)
+    assert list(child) == read(text)
+    assert child.header == ("phone_number", "name", "plan")
+    assert child.position == len(text.encode())
+    path.write_text("name\nx\n", encoding="utf-8")
+    with pytest.raises(errors.Invalid, match="no phone_number column") as raised:
+        list(ChildReader(path))
+    assert raised.value.parameter == "file"

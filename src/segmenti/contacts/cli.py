@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from segmenti import auth, errors
 from segmenti.contacts import csv_io, export, importer
+from segmenti.contacts.reader_process import ChildReader
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.settings import Settings
@@ -48,6 +50,11 @@ def fail(error: errors.SegmentiError) -> typer.Exit:
 UserOption = Annotated[int, typer.Option("--user", help="The user (tenant) whose contacts.")]
 
 
+# Files from this size on are parsed in a second process (`reader_process`), when there
+# is a second core: below it, starting that process costs more than it saves.
+PARALLEL_FROM_BYTES = 4 * 1024 * 1024
+
+
 class _File:
     """An import file, read once per pass; remembers how far the current pass got."""
 
@@ -55,9 +62,17 @@ class _File:
         self.path = path
         self.size = path.stat().st_size
         self.header: tuple[str, ...] = ()
+        self.parallel = self.size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) > 1
         self._binary: IO[bytes] | None = None
+        self._child: ChildReader | None = None
 
     def rows(self) -> Iterator[csv_io.Row]:
+        if self.parallel:
+            self._child = ChildReader(self.path)
+            for row in self._child:
+                self.header = self._child.header
+                yield row
+            return
         with self.path.open("rb") as binary:
             self._binary = binary
             reader = csv_io.CsvReader(csv_io.text_stream(binary))
@@ -65,6 +80,8 @@ class _File:
             yield from reader
 
     def position(self) -> int:
+        if self._child is not None:
+            return self._child.position
         binary = self._binary
         return self.size if binary is None or binary.closed else binary.tell()
 

@@ -137,6 +137,9 @@ class CsvReader:
     """Iterates the rows of an import file after its header."""
 
     def __init__(self, text: IO[str]) -> None:
+        # Kept: once the chain below is exhausted it lets go of the stream, whose wrapper
+        # would then close the caller's file.
+        self._text = text
         try:
             first = text.readline()
         except UnicodeDecodeError:

@@ -24,13 +24,15 @@ A user without segments pays nothing for either.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import String, any_, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from segmenti import auth, errors
@@ -43,9 +45,8 @@ from segmenti.segments.service import count_filter
 from segmenti.timeutil import utcnow
 
 BATCH_SIZE = 10_000
-# Numbers per `IN (...)` look-up: under SQLite's 32,766 and PostgreSQL's 65,535 bound
-# parameters.
-CHUNK = 5_000
+# Rows per look-up or delete statement.
+CHUNK = 10_000
 # How many invalid rows a report keeps (the CLI's --errors file gets all of them).
 SHOWN_INVALID = 10
 # Recount the filter segments instead of evaluating deltas when a batch changes more than
@@ -394,6 +395,16 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
+def _one_of(session: Session, column: Any, values: Sequence[str]) -> Any:
+    """`column IN (values)` with the whole list as one bound parameter: a JSON array that
+    SQLite's json_each unpacks, or a PostgreSQL array. Thousands of `IN (?, ?, ...)`
+    parameters would cost more to compile and bind than the look-up itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(list(values), ARRAY(String)))
+    each = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
+    return column.in_(select(each.c.value))
+
+
 def _existing(session: Session, *, user_id: int, e164s: Sequence[str]) -> dict[str, _Existing]:
     found: dict[str, _Existing] = {}
     for chunk in _chunks(e164s):
@@ -406,7 +417,7 @@ def _existing(session: Session, *, user_id: int, e164s: Sequence[str]) -> dict[s
                 contacts.c.country_code,
                 contacts.c.continent_code,
                 contacts.c.has_opted_out,
-            ).where(contacts.c.user_id == user_id, contacts.c.phone_number.in_(chunk))
+            ).where(contacts.c.user_id == user_id, _one_of(session, contacts.c.phone_number, chunk))
         )
         for row in result:
             custom = dict(row.custom_parameters or {})
@@ -429,7 +440,7 @@ def _ids(session: Session, *, user_id: int, e164s: Sequence[str]) -> dict[str, i
     for chunk in _chunks(e164s):
         result = session.execute(
             select(contacts.c.phone_number, contacts.c.id).where(
-                contacts.c.user_id == user_id, contacts.c.phone_number.in_(chunk)
+                contacts.c.user_id == user_id, _one_of(session, contacts.c.phone_number, chunk)
             )
         )
         ids.update((number, contact_id) for number, contact_id in result)
