@@ -25,6 +25,7 @@ A user without segments pays nothing for either.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from segmenti.segments import counts, filters
 from segmenti.segments.filters import ContactState
 from segmenti.segments.service import count_filter
 from segmenti.timeutil import utcnow
+
+log = logging.getLogger("segmenti")
 
 BATCH_SIZE = 10_000
 # Rows per look-up or delete statement.
@@ -132,6 +135,8 @@ def import_contacts(
     except errors.Invalid as exc:  # the file broke down part-way (not UTF-8, bad CSV)
         raise ImportStopped(report, exc.detail or exc.title, status=400) from exc
     except Exception as exc:
+        log.error("import for user %s stopped after %s batches", user_id, report.batches,
+                  exc_info=exc)  # fmt: skip
         raise ImportStopped(report, f"the import failed ({type(exc).__name__})") from exc
     return report
 
