@@ -117,24 +117,30 @@ async def import_contacts(request: Request, user_id: int = Depends(current_user)
         form = await request.form(max_files=1, max_fields=20)
     except (ValueError, KeyError, AssertionError) as exc:
         raise errors.Invalid(f"the form body could not be read: {exc}") from None
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise errors.Invalid(
-            "file is required: the CSV as a multipart file field", parameter="file"
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise errors.Invalid(
+                "file is required: the CSV as a multipart file field", parameter="file"
+            )
+        raw_strict = form.get("strict") or request.query_params.get("strict") or "0"
+        strict = parse_bool("strict", raw_strict if isinstance(raw_strict, str) else "0")
+        spooled = upload.file
+
+        def rows() -> Iterator[csv_io.Row]:
+            spooled.seek(0)
+            binary = io.BufferedReader(_Unclosable(spooled))
+            yield from csv_io.CsvReader(csv_io.text_stream(binary))
+
+        report = await run_in_threadpool(
+            importer.import_contacts,
+            database(request),
+            user_id=user_id,
+            open_rows=rows,
+            strict=strict,
         )
-    raw_strict = form.get("strict") or request.query_params.get("strict") or "0"
-    strict = parse_bool("strict", raw_strict if isinstance(raw_strict, str) else "0")
-
-    def rows() -> Iterator[csv_io.Row]:
-        upload.file.seek(0)
-        binary = io.BufferedReader(_Unclosable(upload.file))
-        yield from csv_io.CsvReader(csv_io.text_stream(binary))
-
-    db = database(request)
-    report = await run_in_threadpool(
-        importer.import_contacts, db, user_id=user_id, open_rows=rows, strict=strict
-    )
-    await upload.close()
+    finally:
+        await form.close()
     return JSONResponse({"data": report.as_dict()})
 
 
