@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from segmenti import errors, http
+from segmenti import errors, http, observability
 from segmenti.contacts.api import router as contacts_router
 from segmenti.contacts.transfer_api import router as transfer_router
 from segmenti.db import migrate
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.include_router(segments_router)
     app.include_router(contacts_router)
     _add_operational_routes(app, db)
+    observability.add_metrics_route(app, db.engine)
 
     app.add_exception_handler(errors.SegmentiError, http.handle_domain_error)
     app.add_exception_handler(StarletteHTTPException, http.handle_http_error)
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     # After the error handlers: outside /api/ the dashboard renders them as HTML pages.
     mount_dashboard(app, settings)
     app.add_middleware(http.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Sees every answer, 413s included; inside TrailingSlash, so it sees the route.
+    app.add_middleware(observability.RequestContext)
     app.add_middleware(http.TrailingSlash)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -69,7 +72,9 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (each worker process builds its own app).
     `segmenti serve` has already migrated the database."""
-    return create_app(Settings.from_env(), migrate_database=False)
+    settings = Settings.from_env()
+    observability.configure_logging(settings)
+    return create_app(settings, migrate_database=False)
 
 
 def _add_operational_routes(app: FastAPI, db: Database) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segmenti import auth, errors
+from segmenti import auth, errors, observability
 from segmenti.contacts import cli as contacts_cli
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -65,7 +64,8 @@ def serve(
                 f'  export SEGMENTI_API_KEY="{api_key}"'
             )
     db.dispose()
-    logging.basicConfig(level=logging.INFO)
+    observability.configure_logging(settings)
+    observability.prepare_multiprocess(workers)
     console.print(f"Segmenti on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
         "segmenti.app:create_app_from_env",
@@ -74,6 +74,7 @@ def serve(
         port=port,
         workers=workers,
         timeout_graceful_shutdown=30,
+        access_log=False,  # RequestContext writes one line per request, with its id
         log_level=os.environ.get("SEGMENTI_LOG_LEVEL", "info"),
     )
 

@@ -34,7 +34,9 @@ def database(request: Request) -> Database:
 def current_user(request: Request) -> int:
     """The id of the user owning the request's API key (401 otherwise)."""
     with database(request).read() as session:
-        return auth.authenticate(session, request.headers.get("authorization"))
+        user_id = auth.authenticate(session, request.headers.get("authorization"))
+    request.state.user_id = user_id  # for the request's log line
+    return user_id
 
 
 async def body_params(request: Request) -> Params:
@@ -143,7 +145,13 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error(
+        "unhandled error on %s %s id=%s",
+        request.method,
+        request.url.path,
+        getattr(request.state, "request_id", "-"),
+        exc_info=exc,
+    )
     return error_response(errors.SegmentiError("an unexpected error occurred; it has been logged"))
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from segmenti import metrics
 from segmenti.db.tables import segment_members, segments, users
 from segmenti.segments import filters
 from segmenti.segments.filters import ContactState
@@ -98,6 +99,7 @@ class Change:
     weight: int = 1
 
 
+@metrics.segment_evaluation("contacts_changed")
 def contacts_changed(
     session: Session, *, user_id: int, version: str, changes: Iterable[Change]
 ) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from segmenti import errors, phones
+from segmenti import errors, metrics, phones
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
 from segmenti.paging import Page
@@ -334,6 +334,7 @@ def _define(
     )
 
 
+@metrics.segment_evaluation("count_filter")
 def count_filter(session: Session, *, user_id: int, spec: filters.Filter) -> int:
     """Members of a filter that have not opted out, counted from scratch."""
     query = (
