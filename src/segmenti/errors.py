@@ -58,6 +58,11 @@ class Conflict(SegmentiError):
     title = "Conflict"
 
 
+class IdempotencyKeyReused(SegmentiError):
+    status = 422
+    title = "Idempotency key reused"
+
+
 class PayloadTooLarge(SegmentiError):
     status = 413
     title = "Payload too large"

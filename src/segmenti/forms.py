@@ -93,6 +93,18 @@ class Params:
         merged._fields = {**self._fields, **other._fields}
         return merged
 
+    def canonical(self) -> str:
+        """Every parameter as one stable string, the same whether the request came as a
+        form or as JSON (what an Idempotency-Key's request is compared by)."""
+        return json.dumps(
+            {
+                name: [entry.values, sorted(entry.indexed.items()), entry.nested]
+                for name, entry in sorted(self._fields.items())
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
     # -- reading ----------------------------------------------------------------
     def has(self, name: str) -> bool:
         return name in self._fields

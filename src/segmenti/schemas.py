@@ -122,7 +122,9 @@ def request_body(
     json_fields: dict[str, Any],
     *,
     required: list[str] | None = None,
+    idempotent: bool = False,
 ) -> dict[str, Any]:
+    """The requestBody of a write (and, for creates, the Idempotency-Key header)."""
     form_schema: dict[str, Any] = {
         "type": "object",
         "properties": form_fields,
@@ -132,7 +134,9 @@ def request_body(
     if required:
         form_schema["required"] = required
         json_schema["required"] = required
+    extra: dict[str, Any] = {"parameters": [IDEMPOTENCY_KEY]} if idempotent else {}
     return {
+        **extra,
         "requestBody": {
             "required": bool(required),
             "content": {
@@ -140,8 +144,19 @@ def request_body(
                 "application/x-www-form-urlencoded": {"schema": form_schema},
                 "application/json": {"schema": json_schema},
             },
-        }
+        },
     }
+
+
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+    "description": "Makes a retried create safe: the same key (per user, for 24 hours) "
+    "answers the first result again and creates nothing; with a different request it is "
+    "a 422. Replays carry `Idempotent-Replayed: true`.",
+}
 
 
 def page_parameters() -> list[dict[str, Any]]:
@@ -279,6 +294,7 @@ def responses(
         409: "Conflict",
         413: "Body over the size limit",
         415: "Unsupported Content-Type",
+        422: "Idempotency-Key already used for a different request",
     }
     for status in errors:
         described[status] = {

@@ -51,6 +51,10 @@ class Settings:
     log_json: bool = False
     """Write one JSON object per log line instead of plain text."""
 
+    idempotency_ttl_seconds: int = 86_400
+    """How long the result of a create sent with an Idempotency-Key header is kept and
+    replayed to a retry with the same key; after that the key may be used again."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Builds settings from SEGMENTI_<FIELD> variables; overrides win."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 
-from segmenti import schemas
+from segmenti import idempotency, schemas
 from segmenti.contacts import service
 from segmenti.contacts.forms import contact_input
 from segmenti.forms import Params, parse_bool
@@ -28,6 +29,7 @@ _CREATE_BODY = schemas.request_body(
     schemas.CONTACT_PATTERN_FIELDS,
     schemas.CONTACT_JSON_FIELDS,
     required=["phone_number"],
+    idempotent=True,
 )
 _LIST_PARAMETERS = [
     *schemas.page_parameters(),
@@ -61,11 +63,16 @@ def create_contact(
     request: Request,
     user_id: int = Depends(current_user),
     params: Params = Depends(body_params),
-) -> JSONResponse:
+) -> Response:
     data = contact_input(params)
-    with database(request).write() as session:
+
+    def create(session: Session) -> JSONResponse:
         contact_id = service.create_contact(session, user_id=user_id, data=data)
-    return JSONResponse({"data": {"id": contact_id}}, status_code=201)
+        return JSONResponse({"data": {"id": contact_id}}, status_code=201)
+
+    return idempotency.create_once(
+        request, database(request), user_id=user_id, params=params, create=create
+    )
 
 
 for path in ("", "/"):
@@ -86,7 +93,7 @@ for path in ("", "/"):
         include_in_schema=path == "",
         summary="Create a contact",
         status_code=201,
-        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 409, 413, 415),
+        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 409, 413, 415, 422),
         openapi_extra=_CREATE_BODY,
         name=f"create_contact{path}",
     )

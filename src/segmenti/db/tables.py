@@ -146,3 +146,21 @@ segment_members = Table(
     # Serves "which list segments hold this contact" on contact delete and opt-out.
     Index("ix_segment_members_contact_id", "contact_id"),
 )
+
+# The stored result of a create made with an `Idempotency-Key` header (idempotency.py),
+# written in the create's own transaction: a retry finds either both or neither.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    # SHA-256 of the request's method, path and parameters: the same key with another
+    # request is refused instead of answered with the first request's result.
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("datetime", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    # Serves purging a user's expired keys.
+    Index("ix_idempotency_keys_user_id_expires_at", "user_id", "expires_at"),
+)

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
 
-from segmenti import errors, schemas
+from segmenti import errors, idempotency, schemas
 from segmenti.forms import Params
 from segmenti.http import (
     ResourceId,
@@ -30,6 +31,7 @@ _CREATE_BODY = schemas.request_body(
     schemas.FILTER_PATTERN_FIELDS,
     schemas.SEGMENT_JSON_FIELDS,
     required=["name"],
+    idempotent=True,
 )
 _LIST_PARAMETERS = [
     *schemas.page_parameters(),
@@ -81,11 +83,16 @@ def create_segment(
     request: Request,
     user_id: int = Depends(current_user),
     params: Params = Depends(body_params),
-) -> JSONResponse:
+) -> Response:
     data = segment_input(params, request.app.state.settings)
-    with database(request).write() as session:
+
+    def create(session: Session) -> JSONResponse:
         segment_id = service.create_segment(session, user_id=user_id, data=data)
-    return JSONResponse({"data": {"id": segment_id}}, status_code=201)
+        return JSONResponse({"data": {"id": segment_id}}, status_code=201)
+
+    return idempotency.create_once(
+        request, database(request), user_id=user_id, params=params, create=create
+    )
 
 
 for path in ("", "/"):
@@ -106,7 +113,7 @@ for path in ("", "/"):
         include_in_schema=path == "",
         summary="Create a segment",
         status_code=201,
-        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 413, 415),
+        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 413, 415, 422),
         openapi_extra=_CREATE_BODY,
         name=f"create_segment{path}",
     )
