@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from segmenti import errors, http, observability
+from segmenti import errors, http, observability, ratelimit
 from segmenti.contacts.api import router as contacts_router
 from segmenti.contacts.transfer_api import router as transfer_router
 from segmenti.db import migrate
@@ -62,7 +62,13 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     # After the error handlers: outside /api/ the dashboard renders them as HTML pages.
     mount_dashboard(app, settings)
     app.add_middleware(http.BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # Sees every answer, 413s included; inside TrailingSlash, so it sees the route.
+    if settings.rate_limit_requests > 0:
+        app.add_middleware(
+            ratelimit.RateLimit,
+            requests=settings.rate_limit_requests,
+            window_seconds=settings.rate_limit_window_seconds,
+        )
+    # Sees every answer, 413s and 429s included; inside TrailingSlash, so it sees the route.
     app.add_middleware(observability.RequestContext)
     app.add_middleware(http.TrailingSlash)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -51,6 +51,14 @@ class Settings:
     log_json: bool = False
     """Write one JSON object per log line instead of plain text."""
 
+    rate_limit_requests: int = 0
+    """Requests one API key may make per rate_limit_window_seconds (a token bucket, so
+    short bursts up to this number pass); more answer 429. 0 turns rate limiting off,
+    the default for the embedded setup. Counted per server process."""
+
+    rate_limit_window_seconds: int = 60
+    """The window of rate_limit_requests: the bucket refills evenly over it."""
+
     idempotency_ttl_seconds: int = 86_400
     """How long the result of a create sent with an Idempotency-Key header is kept and
     replayed to a retry with the same key; after that the key may be used again."""
