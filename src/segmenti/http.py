@@ -15,12 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from segmenti import auth, errors
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID
-from segmenti.forms import Params, parse_json_body
+from segmenti.forms import Params, parse_json_body, parse_urlencoded
 from segmenti.paging import Page
 
 log = logging.getLogger("segmenti")
 
 JSON_MEDIA_TYPE = "application/json"
+MAX_FORM_FIELDS = 200_000
 
 ResourceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 """A segment or contact id in a path; anything else answers 404 (`handle_validation_error`)."""
@@ -32,7 +33,17 @@ def database(request: Request) -> Database:
 
 
 def current_user(request: Request) -> int:
-    """The id of the user owning the request's API key (401 otherwise)."""
+    """The id of the user owning the request's API key (401 otherwise).
+
+    Also refuses NUL characters in the query string, for every API route at once: no
+    parameter may hold one, and PostgreSQL cannot even compare text containing one."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            parameter = name.replace("\x00", "")[:64]
+            raise errors.Invalid(
+                f"{parameter or 'a query parameter'} must not contain NUL characters",
+                parameter=parameter or None,
+            )
     with database(request).read() as session:
         user_id = auth.authenticate(session, request.headers.get("authorization"))
     request.state.user_id = user_id  # for the request's log line
@@ -45,9 +56,17 @@ async def body_params(request: Request) -> Params:
     if request.method not in ("POST", "PUT", "PATCH"):
         return params
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    if content_type == "application/x-www-form-urlencoded":
+        body = parse_urlencoded(await request.body(), max_fields=MAX_FORM_FIELDS)
+    elif content_type == "multipart/form-data":
+        # A part may be as large as the body: a bulk of 100,000 numbers is over 1 MB
+        # (Starlette's default part limit). Parts that are not UTF-8 are read as
+        # Latin-1 by Starlette: no byte is lost, the text is what was sent.
+        max_part = request.app.state.settings.max_body_bytes
         try:
-            form = await request.form(max_files=10, max_fields=200_000)
+            form = await request.form(
+                max_files=10, max_fields=MAX_FORM_FIELDS, max_part_size=max_part
+            )
         except StarletteHTTPException as exc:  # malformed multipart, too many parts
             raise errors.Invalid(f"the form body could not be read: {exc.detail}") from None
         except (ValueError, KeyError, AssertionError) as exc:
@@ -113,6 +132,7 @@ async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse
 
 
 _HTTP_ERRORS: dict[int, type[errors.SegmentiError]] = {
+    400: errors.Invalid,
     404: errors.NotFound,
     405: errors.MethodNotAllowed,
     413: errors.PayloadTooLarge,

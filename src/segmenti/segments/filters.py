@@ -145,7 +145,12 @@ def parse(params: Params, *, max_conditions: int) -> Filter:
 
 def _condition(index: int, key: str, condition: str, value: str) -> Condition:
     where = f"[{index}]"
-    if not 1 <= len(key) <= 64 or "\x00" in key:
+    if "\x00" in key or "\x00" in value:
+        field_name = KEY_FIELD if "\x00" in key else VALUE_FIELD
+        raise errors.Invalid(
+            f"{field_name}{where} must not contain NUL characters", parameter=field_name + where
+        )
+    if not 1 <= len(key) <= 64:
         raise errors.Invalid(
             f"{KEY_FIELD}{where} must be 1 to 64 characters", parameter=KEY_FIELD + where
         )
@@ -156,7 +161,7 @@ def _condition(index: int, key: str, condition: str, value: str) -> Condition:
             f"allowed: {', '.join(CONDITIONS)}",
             parameter=CONDITION_FIELD + where,
         )
-    if len(value) > 512 or "\x00" in value:
+    if len(value) > 512:
         raise errors.Invalid(
             f"{VALUE_FIELD}{where} must be at most 512 characters", parameter=VALUE_FIELD + where
         )
