@@ -110,10 +110,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    # Path parameters that are not integers answer 404, never FastAPI's 422.
-    for operations in schema.get("paths", {}).values():
+    # Path parameters that are not integers answer 404, never FastAPI's 422 (a 422 that
+    # a route documents itself, the Idempotency-Key reuse, stays).
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            if "Idempotency" not in responses.get("422", {}).get("description", ""):
+                responses.pop("422", None)
+            if not path.startswith("/api/"):
+                operation["security"] = []  # /health, /ready, /metrics: no key needed
     schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
     schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
     schema["components"] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segmenti.paging import RESULTS_PER_PAGE
+from segmenti.paging import MAX_PAGE, RESULTS_PER_PAGE
 from segmenti.segments.filters import CONDITIONS
 
 _STRING = {"type": "string"}
@@ -165,7 +165,7 @@ def page_parameters() -> list[dict[str, Any]]:
             "name": "page",
             "in": "query",
             "required": False,
-            "schema": {"type": "integer", "minimum": 1, "default": 1},
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
             "description": "The page to return; past the end, data is empty.",
         },
         {
