@@ -1,0 +1,163 @@
+"""Tenant isolation, proven generically: every route of the app (enumerated from
+`app.routes`, so a new route is covered the day it is added) is called by Alice with
+Bob's ids and keys, in the path, the query string and the body. Nothing of Bob's may
+show in an answer, and nothing of Bob's may change."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi import routing
+from sqlalchemy import select
+
+from segmenti.db.tables import MAX_ID, contacts, metadata, segments
+from tests.conftest import User
+
+# Every path parameter the app uses, and which of Bob's resources fills it. A route with
+# a parameter missing here fails the walk: add it, so the new route is walked too.
+PATH_IDS = {"segment_id": "segment", "contact_id": "contact"}
+
+SECRETS = ("BOB-SECRET-NAME", "bob-secret-value", "BOB-SECRET-SEGMENT", "bob_secret_key")
+BOB_PHONE = "+393339876543"
+
+
+@pytest.fixture
+def bobs(bob: User) -> dict[str, Any]:
+    contact = bob.make_contact(
+        BOB_PHONE, name="BOB-SECRET-NAME", custom_parameters={"bob_secret_key": "bob-secret-value"}
+    )
+    segment = bob.make_segment(name="BOB-SECRET-SEGMENT", contacts_ids=str(contact))
+    bob.make_segment(
+        name="BOB-SECRET-SEGMENT",
+        filters_custom_parameter_key=["bob_secret_key"],
+        filters_custom_parameter_value=["bob-secret-value"],
+    )
+    return {"contact": contact, "segment": segment}
+
+
+def api_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path template) of every /api/ route, through included routers."""
+    found = []
+    for route in routing.iter_route_contexts(app.routes):
+        if route.path and route.path.startswith("/api/"):
+            found.extend(
+                (method, route.path) for method in sorted((route.methods or set()) - {"HEAD"})
+            )
+    assert len(found) >= 10, found  # the enumeration itself works
+    return found
+
+
+def fill(path: str, ids: dict[str, int]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1).split(":")[0]
+        assert name in PATH_IDS, f"path parameter {name!r} of {path}: add it to PATH_IDS"
+        return str(ids[PATH_IDS[name]])
+
+    return re.sub(r"\{([^}]+)\}", substitute, path)
+
+
+def bodies(theirs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Bodies that name Bob's things: his contact id, his number, his parameter key."""
+    contact = theirs["contact"]
+    return [
+        {"name": "stolen"},
+        {"name": "stolen", "contacts_ids": str(contact)},
+        {"name": "stolen", "type": "custom", "contacts_ids": [contact]},
+        {"name": "stolen", "segment_id": theirs["segment"], "segments_ids": [theirs["segment"]]},
+        {
+            "name": "stolen",
+            "filters_custom_parameter_key": ["bob_secret_key"],
+            "filters_custom_parameter_value": ["bob-secret-value"],
+        },
+        {"phone_number": BOB_PHONE, "name": "stolen", "custom_parameters": {"k": "v"}},
+        {"name": "stolen", "phone_numbers": BOB_PHONE, "contact_id": contact},
+    ]
+
+
+def query(theirs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "contact_id": theirs["contact"],
+        "segment_id": theirs["segment"],
+        "contacts_ids": str(theirs["contact"]),
+        "search": "BOB",
+    }
+
+
+def rows_of(db: Any, user_id: int) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the user, in every table that carries user_id."""
+    snapshot = {}
+    with db.read() as session:
+        for table in metadata.sorted_tables:
+            if "user_id" in table.c:
+                rows = session.execute(select(table).where(table.c.user_id == user_id)).all()
+                snapshot[table.name] = sorted(tuple(map(repr, row)) for row in rows)
+    return snapshot
+
+
+def cross_tenant_references(db: Any) -> list[str]:
+    """Rows of one user pointing at another user's contact or segment."""
+    found = []
+    with db.read() as session:
+        for table in metadata.sorted_tables:
+            for column, parent in (("contact_id", contacts), ("segment_id", segments)):
+                if "user_id" not in table.c or column not in table.c or table is parent:
+                    continue
+                rows = session.execute(
+                    select(table.c.user_id, parent.c.user_id)
+                    .join(parent, parent.c.id == table.c[column])
+                    .where(parent.c.user_id != table.c.user_id)
+                ).all()
+                found += [f"{table.name}.{column}: {row}" for row in rows]
+    return found
+
+
+def test_every_route_with_another_users_ids_shows_and_changes_nothing(
+    app: Any, alice: User, bob: User, bobs: dict[str, Any], db: Any
+) -> None:
+    alice.make_contact("+393331234501", name="alice's")
+    bob_before = rows_of(db, bob.id)
+    missing = {"contact": MAX_ID, "segment": MAX_ID}
+    for method, template in api_routes(app):
+        targets_bob = "{" in template
+        for body in bodies(bobs) if method in ("POST", "PUT", "PATCH") else [None]:
+            kwargs: dict[str, Any] = {"params": query(bobs)}
+            if body is not None:
+                kwargs["json"] = body
+            answer = alice.request(method, fill(template, bobs), **kwargs)
+            where = f"{method} {template} {body}"
+            assert answer.status_code < 500, f"{where}: {answer.text[:300]}"
+            for secret in SECRETS:
+                assert secret not in answer.text, f"{where} showed {secret}"
+            if targets_bob:
+                # Another user's id answers exactly like an id that does not exist.
+                absent = alice.request(method, fill(template, missing), **kwargs)
+                assert answer.status_code == absent.status_code == 404, where
+                theirs_text = answer.text
+                for kind, their_id in bobs.items():
+                    theirs_text = theirs_text.replace(f" {their_id} ", f" {missing[kind]} ")
+                assert theirs_text == absent.text, where
+            assert rows_of(db, bob.id) == bob_before, f"{where} changed Bob's data"
+    assert cross_tenant_references(db) == []
+    # Bob still sees all of his own, unchanged.
+    assert bob.get(f"/api/contacts/{bobs['contact']}").json()["data"]["name"] == "BOB-SECRET-NAME"
+    assert bob.total(bobs["segment"]) == 1
+
+
+def test_every_api_route_refuses_a_missing_or_revoked_key(
+    app: Any, alice: User, bobs: dict[str, Any], db: Any
+) -> None:
+    from segmenti import auth
+
+    with db.write() as session:
+        key_id, revoked = auth.create_key(session, user_id=alice.id)
+        auth.revoke_key(session, key_id=key_id)
+    for method, template in api_routes(app):
+        if template == "/api/openapi.json":
+            continue
+        path = fill(template, bobs)
+        for headers in ({}, {"Authorization": f"Bearer {revoked}"}, {"Authorization": "Basic x"}):
+            answer = alice.client.request(method, path, headers=headers, json={"name": "x"})
+            assert answer.status_code == 401, f"{method} {template} {headers}"
+            assert answer.json()["errors"][0]["status"] == "401"
