@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from segmenti import errors, http, observability, ratelimit
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.add_exception_handler(errors.SegmentiError, http.handle_domain_error)
     app.add_exception_handler(StarletteHTTPException, http.handle_http_error)
     app.add_exception_handler(RequestValidationError, http.handle_validation_error)
+    app.add_exception_handler(DBAPIError, http.handle_database_error)
     app.add_exception_handler(Exception, http.handle_unexpected)
     # After the error handlers: outside /api/ the dashboard renders them as HTML pages.
     mount_dashboard(app, settings)

@@ -76,3 +76,8 @@ class UnsupportedMediaType(SegmentiError):
 class TooManyRequests(SegmentiError):
     status = 429
     title = "Too many requests"
+
+
+class ServiceUnavailable(SegmentiError):
+    status = 503
+    title = "Service unavailable"

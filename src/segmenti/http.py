@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -161,6 +162,32 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
     parameter = location[-1] if location else None
     return error_response(
         errors.Invalid(str(first.get("msg", "invalid request")), parameter=parameter)
+    )
+
+
+# Seconds a client is asked to wait before retrying a write that found the database busy.
+BUSY_RETRY_AFTER = 1
+
+
+def is_busy(exc: BaseException) -> bool:
+    """A write that waited out SQLite's busy timeout, or lost a PostgreSQL deadlock or
+    serialization conflict: nothing was written, and the same request may succeed."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40001", "40P01") or "database is locked" in str(exc.orig)
+
+
+async def handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_busy(exc):
+        return await handle_unexpected(request, exc)
+    assert isinstance(exc, DBAPIError)
+    log.warning("database busy on %s %s: %s", request.method, request.url.path, exc.orig)
+    return error_response(
+        errors.ServiceUnavailable(
+            "the database is busy with other writes; nothing was saved, retry the request"
+        ),
+        headers={"Retry-After": str(BUSY_RETRY_AFTER)},
     )
 
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
 
+from segmenti import auth
+from segmenti.app import create_app
 from segmenti.db.tables import contacts, segment_members, segments
 from segmenti.segments import filters, service
-from tests.conftest import User
+from segmenti.settings import Settings
+from tests.conftest import PG_URL, User
 
 WRITERS = 16
 
@@ -110,3 +115,27 @@ def test_sixteen_concurrent_writers(alice: User, db: Any) -> None:
     # plan=pro: n odd (4 per writer), minus the one turned free (n=1), none deleted
     # (n=2 is free), the opted-out one (n=0) was free anyway.
     assert alice.total(pro) == WRITERS * 3
+
+
+@pytest.mark.skipif(PG_URL is not None, reason="SQLite's busy timeout; PostgreSQL waits")
+def test_a_write_that_waits_out_the_busy_timeout_is_a_503_to_retry(database_url: str) -> None:
+    app = create_app(Settings(database_url=database_url, sqlite_busy_timeout_ms=100))
+    with app.state.db.write() as session:
+        _user_id, api_key = auth.create_user(session, name="busy")
+    headers = {"Authorization": f"Bearer {api_key}"}
+    body = {"phone_number": "+393331234501"}
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            with app.state.db.write() as holder:  # another writer takes the lock
+                holder.execute(text("SELECT 1"))  # (BEGIN IMMEDIATE runs on first use)
+                busy = client.post("/api/contacts", json=body, headers=headers)
+                reading = client.get("/api/contacts", headers=headers)
+            assert busy.status_code == 503
+            assert busy.headers["retry-after"] == "1"
+            assert busy.json()["errors"][0]["title"] == "Service unavailable"
+            assert reading.status_code == 200  # WAL: readers never wait for the writer
+            assert reading.json()["meta"]["total"] == 0
+            retried = client.post("/api/contacts", json=body, headers=headers)
+            assert retried.status_code == 201
+    finally:
+        app.state.db.dispose()
