@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from segmenti import errors, http, observability, ratelimit
+from segmenti import errors, http, observability, ratelimit, schemas
 from segmenti.contacts.api import router as contacts_router
 from segmenti.contacts.transfer_api import router as transfer_router
 from segmenti.db import migrate
@@ -121,6 +121,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 responses.pop("422", None)
             if not path.startswith("/api/"):
                 operation["security"] = []  # /health, /ready, /metrics: no key needed
+            else:
+                responses.update(schemas.API_WIDE_RESPONSES)
     schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
     schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
     schema["components"] = {

@@ -65,7 +65,7 @@ def serve(
             )
     db.dispose()
     observability.configure_logging(settings)
-    observability.prepare_multiprocess(workers)
+    observability.prepare_multiprocess(workers, port)
     console.print(f"Segmenti on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
         "segmenti.app:create_app_from_env",

@@ -11,11 +11,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -174,15 +176,25 @@ def configure_logging(settings: Settings) -> None:
 # -- metrics ------------------------------------------------------------------------------
 
 
-def prepare_multiprocess(workers: int) -> str | None:
-    """With several worker processes, points prometheus-client at a fresh directory
-    shared by them (unless PROMETHEUS_MULTIPROC_DIR is already set), so `/metrics`
-    answers for all processes, not for whichever one took the scrape."""
+def prepare_multiprocess(workers: int, port: int) -> str | None:
+    """With several worker processes, points prometheus-client at a directory shared by
+    them, so `/metrics` answers for all processes, not for whichever took the scrape.
+    Workers are spawned, so they import prometheus-client after this is set.
+
+    An operator's PROMETHEUS_MULTIPROC_DIR is used as it is. Otherwise the directory is
+    one per port under the temporary directory, emptied here: values of a previous run
+    must not be summed into this one, and a server stopped by a signal (uvicorn exits
+    by re-raising it, running no clean-up) leaves one directory per port, not one per
+    run."""
     if workers <= 1:
         return None
-    if not os.environ.get(_MULTIPROC_ENV):
-        os.environ[_MULTIPROC_ENV] = tempfile.mkdtemp(prefix="segmenti-metrics-")
-    return os.environ[_MULTIPROC_ENV]
+    if os.environ.get(_MULTIPROC_ENV):
+        return os.environ[_MULTIPROC_ENV]
+    directory = Path(tempfile.gettempdir()) / f"segmenti-metrics-{os.getuid()}-{port}"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    os.environ[_MULTIPROC_ENV] = str(directory)
+    return str(directory)
 
 
 class _PoolCollector(Collector):
@@ -207,7 +219,8 @@ class _PoolCollector(Collector):
         ):
             reader = getattr(pool, method, None)
             if reader is not None:
-                gauge.add_metric([state, pid], float(reader()))
+                # QueuePool counts overflow from -size up; report connections beyond size.
+                gauge.add_metric([state, pid], float(max(reader(), 0)))
         yield gauge
 
 

@@ -302,3 +302,31 @@ def responses(
             "content": {"application/json": {"schema": ERROR_BODY}},
         }
     return described
+
+
+_RATE_LIMIT_HEADERS = {
+    name: {"description": description, "schema": {"type": "string"}}
+    for name, description in (
+        ("RateLimit-Limit", "Requests per window for this API key."),
+        ("RateLimit-Remaining", "Requests left now."),
+        ("RateLimit-Reset", "Seconds until the bucket is full again."),
+        ("RateLimit-Policy", "`limit;w=window_seconds`."),
+        ("Retry-After", "Seconds until one more request is allowed."),
+    )
+}
+
+# Answers any API operation can give, whatever it does.
+API_WIDE_RESPONSES: dict[str, Any] = {
+    "429": {
+        "description": "Over the API key's rate limit (only when SEGMENTI_RATE_LIMIT_REQUESTS "
+        "is set; every answer then carries the RateLimit-* headers)",
+        "headers": _RATE_LIMIT_HEADERS,
+        "content": {"application/json": {"schema": ERROR_BODY}},
+    },
+    "503": {
+        "description": "The database was busy for longer than the busy timeout; nothing was "
+        "written, retry after Retry-After seconds",
+        "headers": {"Retry-After": _RATE_LIMIT_HEADERS["Retry-After"]},
+        "content": {"application/json": {"schema": ERROR_BODY}},
+    },
+}

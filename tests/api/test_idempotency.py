@@ -141,3 +141,15 @@ def test_concurrent_retries_create_once(alice: User, db: Any) -> None:
     assert len({str(document) for _, document in answers}) == 1
     assert count(db, segments, alice) == 1
     assert count(db, contacts, alice) == 200
+
+
+def test_the_openapi_document_describes_the_header(client: Any) -> None:
+    paths = client.get("/api/openapi.json").json()["paths"]
+    for path in ("/api/segments", "/api/contacts"):
+        create = paths[path]["post"]
+        assert [p["name"] for p in create["parameters"]] == ["Idempotency-Key"]
+        assert "422" in create["responses"] and "429" in create["responses"]
+    assert "parameters" not in paths["/api/segments/{segment_id}"]["post"] or all(
+        p["name"] != "Idempotency-Key"
+        for p in paths["/api/segments/{segment_id}"]["post"]["parameters"]
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,10 +130,17 @@ def test_multiprocess_directory_only_with_several_workers(
 ) -> None:
     environ: dict[str, str] = {}
     monkeypatch.setattr(observability.os, "environ", environ)
-    assert observability.prepare_multiprocess(1) is None
-    made = observability.prepare_multiprocess(2)
-    assert made is not None and Path(made).is_dir()
-    assert environ["PROMETHEUS_MULTIPROC_DIR"] == made
-    Path(made).rmdir()
-    environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
-    assert observability.prepare_multiprocess(4) == str(tmp_path)
+    monkeypatch.setattr(observability.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert observability.prepare_multiprocess(1, 8000) is None and not environ
+    stale = tmp_path / f"segmenti-metrics-{os.getuid()}-8000"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"from a previous run")
+    made = observability.prepare_multiprocess(2, 8000)
+    assert made == str(stale) == environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert list(stale.iterdir()) == []  # a previous run's values are not summed in
+    operators = tmp_path / "mine"
+    operators.mkdir()
+    (operators / "keep").write_text("x")
+    environ["PROMETHEUS_MULTIPROC_DIR"] = str(operators)
+    assert observability.prepare_multiprocess(4, 8000) == str(operators)
+    assert (operators / "keep").exists()  # an operator's directory is left alone
