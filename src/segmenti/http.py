@@ -36,8 +36,23 @@ def database(request: Request) -> Database:
 def current_user(request: Request) -> int:
     """The id of the user owning the request's API key (401 otherwise).
 
-    Also refuses NUL characters in the query string, for every API route at once: no
-    parameter may hold one, and PostgreSQL cannot even compare text containing one."""
+    Also guards, for every API route at once, what no route can take (see `_guard`)."""
+    _guard(request)
+    with database(request).read() as session:
+        user_id = auth.authenticate(session, request.headers.get("authorization"))
+    request.state.user_id = user_id  # for the request's log line
+    return user_id
+
+
+def _guard(request: Request) -> None:
+    """Refuses, before any query runs, what would otherwise reach the driver and fail
+    there (a 500): NUL characters in the query string (PostgreSQL cannot even compare
+    text containing one), and ids beyond the id columns (PostgreSQL's `integer out of
+    range`, SQLite's overflow). A path id out of range answers 404 like any id that
+    does not exist; an `..._id` query parameter out of range is a 400 naming it."""
+    for name, raw in request.path_params.items():
+        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and _beyond_ids(raw):
+            raise errors.NotFound(f"no such resource: {name} {raw[:20]}")
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
             parameter = name.replace("\x00", "")[:64]
@@ -45,10 +60,13 @@ def current_user(request: Request) -> int:
                 f"{parameter or 'a query parameter'} must not contain NUL characters",
                 parameter=parameter or None,
             )
-    with database(request).read() as session:
-        user_id = auth.authenticate(session, request.headers.get("authorization"))
-    request.state.user_id = user_id  # for the request's log line
-    return user_id
+        text = value.strip()
+        if name.endswith("_id") and text.isascii() and text.isdigit() and _beyond_ids(text):
+            raise errors.Invalid(f"{name} must be at most {MAX_ID}", parameter=name)
+
+
+def _beyond_ids(digits: str) -> bool:
+    return len(digits) > len(str(MAX_ID)) or int(digits) > MAX_ID
 
 
 async def body_params(request: Request) -> Params:

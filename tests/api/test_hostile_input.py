@@ -302,6 +302,19 @@ CASES = [
     Case("id zero", "POST", "/api/segments/0", {"json": {"name": "x"}}, status=404),
     Case("id negative", "GET", "/api/contacts/-1", status=404),
     Case("id not a number", "GET", "/api/contacts/1e3", status=404),
+    Case("member list id beyond 32 bits", "GET", "/api/segments/2398295567/contacts", status=404),
+    Case(
+        "explanation ids beyond 64 bits",
+        "GET",
+        "/api/segments/1/contacts/99999999999999999999999",
+        status=404,
+    ),
+    Case(
+        "cursor beyond 32 bits",
+        "GET",
+        "/api/segments/1/contacts?after_id=2147483648",
+        parameter="after_id",
+    ),
     Case(
         "contacts_ids beyond 32 bits",
         "POST",
