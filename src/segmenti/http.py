@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -51,7 +52,7 @@ def _guard(request: Request) -> None:
     range`, SQLite's overflow). A path id out of range answers 404 like any id that
     does not exist; an `..._id` query parameter out of range is a 400 naming it."""
     for name, raw in request.path_params.items():
-        if isinstance(raw, str) and raw.isascii() and raw.isdigit() and _beyond_ids(raw):
+        if isinstance(raw, str) and _SIGNED_INTEGER.match(raw) and not _is_id(raw):
             raise errors.NotFound(f"no such resource: {name} {raw[:20]}")
     for name, value in request.query_params.multi_items():
         if "\x00" in name or "\x00" in value:
@@ -61,12 +62,19 @@ def _guard(request: Request) -> None:
                 parameter=parameter or None,
             )
         text = value.strip()
-        if name.endswith("_id") and text.isascii() and text.isdigit() and _beyond_ids(text):
-            raise errors.Invalid(f"{name} must be at most {MAX_ID}", parameter=name)
+        if name.endswith("_id") and _SIGNED_INTEGER.match(text) and not _is_id(text):
+            raise errors.Invalid(f"{name} must be an id from 1 to {MAX_ID}", parameter=name)
 
 
-def _beyond_ids(digits: str) -> bool:
-    return len(digits) > len(str(MAX_ID)) or int(digits) > MAX_ID
+_SIGNED_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _is_id(integer: str) -> bool:
+    """Whether a signed integer's text is in 1..MAX_ID (without converting a huge one)."""
+    digits = integer.lstrip("+")
+    if digits.startswith("-") or len(digits.lstrip("0")) > len(str(MAX_ID)):
+        return False
+    return 1 <= int(digits) <= MAX_ID
 
 
 async def body_params(request: Request) -> Params:

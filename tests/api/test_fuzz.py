@@ -8,6 +8,7 @@ work with pytest 9 (`'Function' object has no attribute '_nodeid'`)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from tests.conftest import User
 
 # Examples per operation and mode: enough to reach odd corners, few for `make test`.
-EXAMPLES = {GenerationMode.POSITIVE: 10, GenerationMode.NEGATIVE: 5}
+# SEGMENTI_FUZZ_EXAMPLES=200 runs a deeper search (negative cases: half as many).
+_POSITIVE = int(os.environ.get("SEGMENTI_FUZZ_EXAMPLES", "10"))
+EXAMPLES = {GenerationMode.POSITIVE: _POSITIVE, GenerationMode.NEGATIVE: max(_POSITIVE // 2, 1)}
 # "A schema-valid request must be accepted" cannot hold here: whether a phone number is
 # valid, a country exists or a contact id is yours is not expressible in JSON Schema, so
 # well-typed nonsense is rightly a 400. "Schema-invalid data must be rejected" cannot

@@ -303,6 +303,8 @@ CASES = [
     Case("id negative", "GET", "/api/contacts/-1", status=404),
     Case("id not a number", "GET", "/api/contacts/1e3", status=404),
     Case("member list id beyond 32 bits", "GET", "/api/segments/2398295567/contacts", status=404),
+    Case("member list id below 32 bits", "GET", "/api/segments/-127790102350/contacts", status=404),
+    Case("explanation id zero", "GET", "/api/segments/1/contacts/0", status=404),
     Case(
         "explanation ids beyond 64 bits",
         "GET",
