@@ -43,6 +43,13 @@ def test_requests_are_counted_by_route_template_and_status(alice: User) -> None:
     assert latency[key] >= 2
 
 
+def test_a_trailing_slash_is_labelled_with_its_route(alice: User) -> None:
+    key = (("method", "GET"), ("route", "/api/contacts"), ("status", "200"))
+    before = samples(alice.client, "segmenti_http_requests_total").get(key, 0)
+    assert alice.get("/api/contacts/").status_code == 200
+    assert samples(alice.client, "segmenti_http_requests_total")[key] == before + 1
+
+
 def test_unknown_paths_share_one_label(client: object) -> None:
     client.get("/no/such/path/1")  # type: ignore[attr-defined]
     counted = samples(client, "segmenti_http_requests_total")
