@@ -1,7 +1,8 @@
 """Tenant isolation, proven generically: every route of the app (enumerated from
 `app.routes`, so a new route is covered the day it is added) is called by Alice with
-Bob's ids and keys, in the path, the query string and the body. Nothing of Bob's may
-show in an answer, and nothing of Bob's may change."""
+Bob's ids and keys, in the path, the query string and the body: the API with her key,
+the dashboard signed in as her. Nothing of Bob's may show in an answer, and nothing of
+Bob's may change."""
 
 from __future__ import annotations
 
@@ -161,3 +162,65 @@ def test_every_api_route_refuses_a_missing_or_revoked_key(
             answer = alice.client.request(method, path, headers=headers, json={"name": "x"})
             assert answer.status_code == 401, f"{method} {template} {headers}"
             assert answer.json()["errors"][0]["status"] == "401"
+
+
+# Dashboard routes that are not about a user's data (or change the session itself).
+NOT_TENANT_DATA = ("/health", "/ready", "/metrics", "/docs", "/sign-in", "/sign-out", "/static")
+FORM_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def dashboard_routes(app: Any) -> list[tuple[str, str]]:
+    found = []
+    for route in routing.iter_route_contexts(app.routes):
+        path = route.path or ""
+        if path.startswith("/api/") or path.startswith(NOT_TENANT_DATA) or path == "/":
+            continue
+        found.extend((method, path) for method in sorted((route.methods or set()) - {"HEAD"}))
+    return found
+
+
+def test_every_dashboard_route_with_another_users_ids_shows_and_changes_nothing(
+    app: Any, alice: User, bob: User, bobs: dict[str, Any], db: Any
+) -> None:
+    routes = dashboard_routes(app)
+    if not routes:  # no dashboard in this build: the API walk above is the whole app
+        assert not any(
+            (r.path or "").startswith("/segments") for r in routing.iter_route_contexts(app.routes)
+        )
+        return
+    browser = {"Accept": "text/html"}
+    client = alice.client
+    token = FORM_TOKEN.search(client.get("/sign-in", headers=browser).text)
+    assert token, "no form token on the sign-in page"
+    signed_in = client.post(
+        "/sign-in",
+        data={"csrf_token": token[1], "api_key": alice.api_key},
+        headers=browser,
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 303, signed_in.text[:300]
+    token = FORM_TOKEN.search(client.get("/segments/new", headers=browser).text)
+    assert token, "no form token on /segments/new"
+    bob_before = rows_of(db, bob.id)
+    missing = {"contact": MAX_ID, "segment": MAX_ID}
+    for method, template in routes:
+        forms: list[dict[str, Any] | None] = [None]
+        if method == "POST":
+            forms = [{"csrf_token": token[1], **body} for body in bodies(bobs)]
+        for form in forms:
+            kwargs: dict[str, Any] = {"params": query(bobs), "headers": browser}
+            if form is not None:
+                kwargs["data"] = {k: v if isinstance(v, str) else str(v) for k, v in form.items()}
+            answer = client.request(method, fill(template, bobs), follow_redirects=False, **kwargs)
+            where = f"{method} {template} {form}"
+            assert answer.status_code < 500, f"{where}: {answer.text[:300]}"
+            for secret in SECRETS:
+                assert secret not in answer.text, f"{where} showed {secret}"
+            if "{" in template:
+                absent = client.request(
+                    method, fill(template, missing), follow_redirects=False, **kwargs
+                )
+                assert answer.status_code == absent.status_code, where
+                assert answer.status_code in (303, 404), where
+            assert rows_of(db, bob.id) == bob_before, f"{where} changed Bob's data"
+    assert cross_tenant_references(db) == []
