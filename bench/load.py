@@ -49,8 +49,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(database_url: str, port: int, workers: int) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "SEGMENTI_DATABASE_URL": database_url, "SEGMENTI_LOG_LEVEL": "warning"}
+def start_server(
+    database_url: str, port: int, workers: int, scratch: str
+) -> tuple[subprocess.Popen[str], str]:
+    env = {
+        **os.environ,
+        "SEGMENTI_DATABASE_URL": database_url,
+        "SEGMENTI_LOG_LEVEL": "warning",
+        "PROMETHEUS_MULTIPROC_DIR": scratch,  # removed with the scratch directory
+    }
     command = [str(Path(sys.executable).parent / "segmenti"), "serve", "--port", str(port)]
     server = subprocess.Popen(
         [*command, "--workers", str(workers)],
@@ -301,7 +308,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="segmenti-load-") as scratch:
         database_url = args.database_url or f"sqlite:///{scratch}/load.db"
         port = free_port()
-        server, api_key = start_server(database_url, port, args.workers)
+        metrics_dir = Path(scratch) / "metrics"
+        metrics_dir.mkdir()
+        server, api_key = start_server(database_url, port, args.workers, str(metrics_dir))
         try:
             stats = asyncio.run(run(args, f"http://127.0.0.1:{port}", api_key))
         finally:

@@ -75,6 +75,7 @@ def serve(
         workers=workers,
         timeout_graceful_shutdown=30,
         access_log=False,  # RequestContext writes one line per request, with its id
+        log_config=None,  # configure_logging's handlers (JSON with SEGMENTI_LOG_JSON)
         log_level=os.environ.get("SEGMENTI_LOG_LEVEL", "info"),
     )
 

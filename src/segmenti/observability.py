@@ -154,12 +154,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(settings: Settings) -> None:
-    """Sends the `segmenti` loggers to stderr, as JSON lines when SEGMENTI_LOG_JSON is
-    true. Idempotent: a second call replaces the handler of the first."""
-    logger = logging.getLogger("segmenti")
-    for handler in list(logger.handlers):
-        if getattr(handler, "segmenti_handler", False):
-            logger.removeHandler(handler)
+    """Sends the `segmenti` and `uvicorn` loggers to stderr, as JSON lines when
+    SEGMENTI_LOG_JSON is true (`serve` passes uvicorn no logging config of its own, so
+    its start-up and shutdown lines take the same form). Idempotent: a second call
+    replaces the handler of the first."""
     handler = logging.StreamHandler(sys.stderr)
     handler.segmenti_handler = True  # type: ignore[attr-defined]
     if settings.log_json:
@@ -168,9 +166,14 @@ def configure_logging(settings: Settings) -> None:
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(formatter)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    for name in ("segmenti", "uvicorn"):
+        logger = logging.getLogger(name)
+        for previous in list(logger.handlers):
+            if getattr(previous, "segmenti_handler", False):
+                logger.removeHandler(previous)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 # -- metrics ------------------------------------------------------------------------------

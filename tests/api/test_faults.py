@@ -4,6 +4,7 @@ when asked to stop."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -168,8 +169,11 @@ def test_serve_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -> None:
         assert answers and answers[0].status_code == 201, answers
         # uvicorn re-raises the signal once shut down, so the exit reports SIGTERM.
         assert server.wait(60) in (0, -signal.SIGTERM)
-        stderr = server.stderr.read()  # type: ignore[union-attr]
-        assert '"route": "/api/segments"' in stderr and '"status": 201' in stderr
+        lines = [line for line in server.stderr.read().splitlines() if line.strip()]  # type: ignore[union-attr]
+        records = [json.loads(line) for line in lines]  # SEGMENTI_LOG_JSON: every line
+        created = [r for r in records if r.get("route") == "/api/segments"]
+        assert [r["status"] for r in created] == [201]
+        assert any(r["logger"].startswith("uvicorn") for r in records)
     finally:
         if server.poll() is None:
             server.kill()

@@ -109,11 +109,12 @@ def test_one_log_line_per_request_with_its_fields(
 
 
 @pytest.fixture
-def segmenti_logger() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("segmenti")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield logger
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+def segmenti_logger() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in ("segmenti", "uvicorn")]
+    saved = [(list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    yield
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
 
 
 @pytest.mark.usefixtures("segmenti_logger")
