@@ -20,7 +20,9 @@ from tests.conftest import User
 # a parameter missing here fails the walk: add it, so the new route is walked too.
 PATH_IDS = {"segment_id": "segment", "contact_id": "contact"}
 
-SECRETS = ("BOB-SECRET-NAME", "bob-secret-value", "BOB-SECRET-SEGMENT", "bob_secret_key")
+# Text only Bob ever sent: it may appear in no answer to Alice. (His parameter key is
+# not among them: Alice names it herself, in filters and import columns.)
+SECRETS = ("BOB-SECRET-NAME", "bob-secret-value", "BOB-SECRET-SEGMENT")
 BOB_PHONE = "+393339876543"
 
 
@@ -69,12 +71,25 @@ def bodies(theirs: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "stolen", "segment_id": theirs["segment"], "segments_ids": [theirs["segment"]]},
         {
             "name": "stolen",
+            # Would count Bob's contact if filters were not scoped (checked at the end).
             "filters_custom_parameter_key": ["bob_secret_key"],
-            "filters_custom_parameter_value": ["bob-secret-value"],
+            "filters_custom_parameter_condition": ["contains"],
+            "filters_custom_parameter_value": ["secret"],
         },
         {"phone_number": BOB_PHONE, "name": "stolen", "custom_parameters": {"k": "v"}},
         {"name": "stolen", "phone_numbers": BOB_PHONE, "contact_id": contact},
     ]
+
+
+UPLOAD: dict[str, Any] = {"upload": "a CSV file naming Bob's number, contact and key"}
+
+
+def upload_csv(theirs: dict[str, Any]) -> bytes:
+    """Import rows that name Bob's things: his number (rows are upserted by number, so
+    this must become Alice's own contact), his contact id, his parameter key."""
+    return (
+        f"phone_number,name,id,bob_secret_key\n{BOB_PHONE},stolen,{theirs['contact']},overwritten\n"
+    ).encode()
 
 
 def query(theirs: dict[str, Any]) -> dict[str, Any]:
@@ -122,9 +137,14 @@ def test_every_route_with_another_users_ids_shows_and_changes_nothing(
     missing = {"contact": MAX_ID, "segment": MAX_ID}
     for method, template in api_routes(app):
         targets_bob = "{" in template
-        for body in bodies(bobs) if method in ("POST", "PUT", "PATCH") else [None]:
-            kwargs: dict[str, Any] = {"params": query(bobs)}
-            if body is not None:
+        writes = method in ("POST", "PUT", "PATCH")
+        for body in [*bodies(bobs), UPLOAD] if writes else [None]:
+            # Writes read the query string too (the body wins): Bob's ids go in the body
+            # there, else every write would stop at `contacts_ids` and create nothing.
+            kwargs: dict[str, Any] = {"params": {} if writes else query(bobs)}
+            if body is UPLOAD:
+                kwargs["files"] = {"file": ("contacts.csv", upload_csv(bobs), "text/csv")}
+            elif body is not None:
                 kwargs["json"] = body
             answer = alice.request(method, fill(template, bobs), **kwargs)
             where = f"{method} {template} {body}"
@@ -141,6 +161,12 @@ def test_every_route_with_another_users_ids_shows_and_changes_nothing(
                 assert theirs_text == absent.text, where
             assert rows_of(db, bob.id) == bob_before, f"{where} changed Bob's data"
     assert cross_tenant_references(db) == []
+    probes = [
+        segment
+        for segment in alice.get("/api/segments?results_per_page=1000").json()["data"]
+        if "bob_secret_key" in str(segment["settings"])
+    ]
+    assert probes and all(segment["total_contacts"] == 0 for segment in probes), probes
     # Bob still sees all of his own, unchanged.
     assert bob.get(f"/api/contacts/{bobs['contact']}").json()["data"]["name"] == "BOB-SECRET-NAME"
     assert bob.total(bobs["segment"]) == 1
