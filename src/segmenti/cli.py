@@ -15,6 +15,7 @@ from segmenti.contacts import cli as contacts_cli
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID
+from segmenti.segments import cli as segments_cli
 from segmenti.settings import Settings
 from segmenti.timeutil import render
 
@@ -24,6 +25,7 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 contacts_cli.register(app)  # contacts import/export, demo
+app.add_typer(segments_cli.app, name="segments")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -1,5 +1,6 @@
-"""The two compilations of a filter agree: SQL (counts, member lists) and Python
-(maintained counts). Random contacts and filters, real SQLite."""
+"""The compilations of a filter agree: SQL (member lists), the index-driven COUNT
+(counts from scratch) and Python (maintained counts). Random contacts and filters,
+real SQLite."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ contact_specs = st.lists(
     st.tuples(
         st.sampled_from([("IT", "EU"), ("US", "NA"), ("JP", "AS"), (None, None)]),
         st.dictionaries(keys, values, max_size=3),
+        st.booleans(),
     ),
     max_size=8,
 )
@@ -50,8 +52,9 @@ with ENGINE.begin() as connection:
 def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # type: ignore[type-arg]
     with ENGINE.connect() as connection, connection.begin() as transaction:
         expected = set()
+        opted_out = set()
         predicate = filters.to_python(spec)
-        for number, ((country, continent), raw) in enumerate(people, start=1):
+        for number, ((country, continent), raw, has_opted_out) in enumerate(people, start=1):
             connection.execute(
                 insert(contacts).values(
                     id=number,
@@ -60,7 +63,7 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
                     custom_parameters=raw,
                     country_code=country,
                     continent_code=continent,
-                    has_opted_out=False,
+                    has_opted_out=has_opted_out,
                     datetime=utcnow(),
                 )
             )
@@ -77,6 +80,8 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
             state = ContactState(country, continent, False, indexed_parameters(raw))
             if predicate(state):
                 expected.add(number)
+            if has_opted_out:
+                opted_out.add(number)
         found = set(
             connection.execute(
                 select(contacts.c.id).where(filters.to_sql(spec, user_id=1))
@@ -87,9 +92,11 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
                 select(contacts.c.id).where(filters.to_sql(spec, user_id=1, correlated=True))
             ).scalars()
         )
+        counted = connection.execute(filters.count_sql(spec, user_id=1)).scalar_one()
         transaction.rollback()
     assert found == expected
     assert found_correlated == expected
+    assert counted == len(expected - opted_out)
 
 
 @given(text=st.text(alphabet=string.printable, max_size=8))

@@ -85,6 +85,14 @@ contacts = Table(
     Index("ix_contacts_user_id_id", "user_id", "id"),
     # Serves filters on country (and the country_code list parameter).
     Index("ix_contacts_user_id_country_code", "user_id", "country_code"),
+    # Counts filters without a positive condition from the index alone (docs/counts.md).
+    Index(
+        "ix_contacts_user_id_has_opted_out",
+        "user_id",
+        "has_opted_out",
+        "country_code",
+        "continent_code",
+    ),
 )
 
 # One row per (contact, custom parameter): the index that filters are answered from.
@@ -103,10 +111,11 @@ contact_parameters = Table(
     Column("user_id", Integer, nullable=False),
     Column("value_folded", Text, nullable=False),
     Column("value_number", Float, nullable=True),
-    # Serves exact / starts_with conditions: (user, key, folded value) range scans.
-    Index("ix_contact_parameters_user_key_folded", "user_id", "key", "value_folded"),
-    # Serves bigger_than / lower_than: (user, key, number) range scans.
-    Index("ix_contact_parameters_user_key_number", "user_id", "key", "value_number"),
+    # Serve string conditions (exact, starts_with: range scans) and numeric ones
+    # (bigger_than, lower_than). contact_id makes them covering: a count walks the index
+    # alone, never the table (docs/counts.md).
+    Index("ix_contact_parameters_user_key_folded", "user_id", "key", "value_folded", "contact_id"),
+    Index("ix_contact_parameters_user_key_number", "user_id", "key", "value_number", "contact_id"),
 )
 
 segments = Table(

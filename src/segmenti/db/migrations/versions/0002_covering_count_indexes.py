@@ -1,0 +1,56 @@
+"""Covering indexes for counting filters from scratch (docs/counts.md).
+
+The parameter indexes gain contact_id, so a condition's range of the index yields its
+contacts without reading contact_parameters rows; contacts gain an index on
+(user_id, has_opted_out, country_code, continent_code), which answers "every contact
+of the user that has not opted out" (filters without a positive condition) by itself.
+
+Revision ID: 0002_covering_count_indexes
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0002_covering_count_indexes"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.drop_index("ix_contact_parameters_user_key_folded", "contact_parameters")
+    op.drop_index("ix_contact_parameters_user_key_number", "contact_parameters")
+    op.create_index(
+        "ix_contact_parameters_user_key_folded",
+        "contact_parameters",
+        ["user_id", "key", "value_folded", "contact_id"],
+    )
+    op.create_index(
+        "ix_contact_parameters_user_key_number",
+        "contact_parameters",
+        ["user_id", "key", "value_number", "contact_id"],
+    )
+    op.create_index(
+        "ix_contacts_user_id_has_opted_out",
+        "contacts",
+        ["user_id", "has_opted_out", "country_code", "continent_code"],
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_contacts_user_id_has_opted_out", "contacts")
+    op.drop_index("ix_contact_parameters_user_key_number", "contact_parameters")
+    op.drop_index("ix_contact_parameters_user_key_folded", "contact_parameters")
+    op.create_index(
+        "ix_contact_parameters_user_key_folded",
+        "contact_parameters",
+        ["user_id", "key", "value_folded"],
+    )
+    op.create_index(
+        "ix_contact_parameters_user_key_number",
+        "contact_parameters",
+        ["user_id", "key", "value_number"],
+    )
