@@ -49,5 +49,10 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# The benchmark suite (bench/run.py): 1M contacts and 1,000 segments, about 10 minutes;
+# QUICK=1 for 100k contacts and 100 segments. Results go to bench/results/.
+bench: install
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

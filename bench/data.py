@@ -99,7 +99,7 @@ def phone_numbers(rng: random.Random, count: int, *, taken: set[str]) -> Iterato
         yield info
 
 
-def _parameters(rng: random.Random, phone: PhoneInfo) -> dict[str, str]:
+def parameters_for(rng: random.Random, phone: PhoneInfo) -> dict[str, str]:
     parameters = {"plan": _weighted(rng, PLANS)}
     if rng.random() < 0.95:
         # Ages cluster around 35; a few are written as decimals.
@@ -122,7 +122,7 @@ def make_contacts(rng: random.Random, count: int, *, taken: set[str]) -> Iterato
         yield Contact(
             id=number,
             phone=phone,
-            parameters=_parameters(rng, phone),
+            parameters=parameters_for(rng, phone),
             has_opted_out=rng.random() < OPTED_OUT_SHARE,
         )
 

@@ -5,14 +5,17 @@ real SQLite."""
 from __future__ import annotations
 
 import string
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert, select
+from sqlalchemy.orm import Session
 
 from segmenti.db.tables import contact_parameters, contacts, metadata, users
 from segmenti.segments import filters
 from segmenti.segments.filters import ContactState, indexed_parameters
+from segmenti.segments.recount import UserColumns
 from segmenti.timeutil import utcnow
 
 ALPHABET = "aAbB%_\\'.ß1 -"
@@ -93,10 +96,62 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
             ).scalars()
         )
         counted = connection.execute(filters.count_sql(spec, user_id=1)).scalar_one()
+        from_columns = UserColumns(Session(bind=connection), user_id=1).count(spec)
         transaction.rollback()
     assert found == expected
     assert found_correlated == expected
-    assert counted == len(expected - opted_out)
+    assert counted == from_columns == len(expected - opted_out)
+
+
+def test_columns_count_keys_with_more_than_255_and_65535_distinct_values() -> None:
+    """Keys past 255 distinct values take two byte columns; past 65,535, SQL."""
+    with ENGINE.connect() as connection, connection.begin() as transaction:
+        connection.execute(
+            insert(contacts),
+            [
+                {
+                    "id": number,
+                    "user_id": 1,
+                    "phone_number": f"+{number}",
+                    "custom_parameters": {},
+                    "has_opted_out": number % 7 == 0,
+                    "datetime": utcnow(),
+                }
+                for number in range(1, 701)
+            ],
+        )
+        connection.execute(
+            insert(contact_parameters),
+            [
+                {
+                    "contact_id": number,
+                    "user_id": 1,
+                    "key": "n",
+                    "value_folded": str(number),
+                    "value_number": float(number),
+                }
+                for number in range(1, 701)
+            ],
+        )
+        session = Session(bind=connection)
+        specs = [
+            filters.Filter(conditions=(filters.Condition("n", condition, value),))
+            for condition, value in (
+                ("bigger_than", "299"),
+                ("lower_than", "517"),
+                ("ends_with", "7"),
+                ("not_starts_with", "6"),
+                ("exact", "600"),
+            )
+        ]
+        expected = [connection.execute(filters.count_sql(s, user_id=1)).scalar_one() for s in specs]
+        columns = UserColumns(session, user_id=1)
+        assert [columns.count(s) for s in specs] == expected
+        assert expected[-1] == 1
+        with patch("segmenti.segments.recount._MAX_TWO_BYTE_CODES", 100):
+            through_sql = UserColumns(session, user_id=1)
+            assert [through_sql.count(s) for s in specs] == expected
+        transaction.rollback()
 
 
 @given(text=st.text(alphabet=string.printable, max_size=8))

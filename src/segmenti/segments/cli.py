@@ -12,27 +12,29 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from segmenti.db import migrate
 from segmenti.db.engine import Database
-from segmenti.segments import service
+from segmenti.segments import counts, recount
 from segmenti.settings import Settings
 
 app = typer.Typer(help="Segments.", no_args_is_help=True)
 console = Console(stderr=True)
 
 
-@app.command()
-def recount(
+@app.command("recount")
+def recount_command(
     user: Annotated[int | None, typer.Option("--user", help="Only this user's segments.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
 ) -> None:
     """Recomputes every segment's total_contacts from scratch.
 
-    Counts are maintained on every write, so this is for after a restore, a manual edit
-    of the database, or to check them: it prints how many were wrong. Each segment is
-    recounted in its own short transaction, so the server can keep running."""
+    Counts are maintained on every write, so this is for after a restore or a manual
+    edit of the database, or to check them: it prints the ones that were wrong. Each
+    user is recounted in one transaction that holds the user's write lock, so the
+    user's writes wait for it (seconds per million contacts) and no count can miss one.
+    """
     db = Database(Settings.from_env())
     migrate.upgrade(db.engine)
     with db.read() as session:
-        targets = service.segment_ids(session, user_id=user)
+        per_user = recount.segments_per_user(session, user_id=user)
     corrected: list[dict[str, int]] = []
     start = time.perf_counter()
     progress = Progress(
@@ -44,24 +46,26 @@ def recount(
         disable=as_json,
     )
     with progress:
-        task = progress.add_task("segments", total=len(targets))
-        for user_id, segment_id in targets:
+        task = progress.add_task("segments", total=sum(per_user.values()))
+        for user_id in sorted(per_user):
             with db.write() as session:
-                before, after = service.recount_segment(
-                    session, user_id=user_id, segment_id=segment_id
-                )
-            if before != after:
-                corrected.append({"segment_id": segment_id, "before": before, "after": after})
-            progress.advance(task)
+                counts.lock_tenant(session, user_id=user_id, exclusive=True)
+                for item in recount.recount_user(session, user_id=user_id):
+                    if item.before != item.after:
+                        corrected.append(
+                            {
+                                "segment_id": item.segment_id,
+                                "before": item.before,
+                                "after": item.after,
+                            }
+                        )
+                    progress.advance(task)
     seconds = time.perf_counter() - start
     db.dispose()
+    total = sum(per_user.values())
     if as_json:
-        typer.echo(
-            json.dumps({"segments": len(targets), "corrected": corrected, "seconds": seconds})
-        )
+        typer.echo(json.dumps({"segments": total, "corrected": corrected, "seconds": seconds}))
         return
-    console.print(
-        f"recounted {len(targets)} segment(s) in {seconds:.1f} s; {len(corrected)} corrected"
-    )
-    for item in corrected[:20]:
-        console.print(f"  segment {item['segment_id']}: {item['before']} -> {item['after']}")
+    console.print(f"recounted {total} segment(s) in {seconds:.1f} s; {len(corrected)} corrected")
+    for fixed in corrected[:20]:
+        console.print(f"  segment {fixed['segment_id']}: {fixed['before']} -> {fixed['after']}")

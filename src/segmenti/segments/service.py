@@ -355,34 +355,6 @@ def count_members(session: Session, *, user_id: int, segment_id: int) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def segment_ids(session: Session, *, user_id: int | None = None) -> list[tuple[int, int]]:
-    """(user_id, segment_id) of every segment, or of one user's, in id order."""
-    query = select(segments.c.user_id, segments.c.id).order_by(segments.c.id)
-    if user_id is not None:
-        query = query.where(segments.c.user_id == user_id)
-    return [(row.user_id, row.id) for row in session.execute(query)]
-
-
-def recount_segment(session: Session, *, user_id: int, segment_id: int) -> tuple[int, int]:
-    """Recomputes one segment's total_contacts from scratch; returns (before, after).
-
-    Takes the user's exclusive lock like a segment write, so no contact write of the
-    user falls between the count and the stored total."""
-    counts.lock_tenant(session, user_id=user_id, exclusive=True)
-    row = _load(session, user_id=user_id, segment_id=segment_id)
-    if row.type == "filter":
-        total = count_filter(
-            session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
-        )
-    else:
-        total = count_members(session, user_id=user_id, segment_id=segment_id)
-    if total != row.total_contacts:
-        session.execute(
-            update(segments).where(segments.c.id == segment_id).values(total_contacts=total)
-        )
-    return int(row.total_contacts), total
-
-
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
