@@ -247,11 +247,15 @@ def segment_plans(
         if roll < 0.15:
             picked = rng.sample(contact_list, size)
             plans.append(
-                SegmentPlan(f"bulk {number}", phone_numbers=[c.phone.e164 for c in picked])
+                SegmentPlan(
+                    f"segment {number:04d} bulk", phone_numbers=[c.phone.e164 for c in picked]
+                )
             )
         elif roll < 0.30:
             picked = rng.sample(contact_list, size)
-            plans.append(SegmentPlan(f"custom {number}", contacts_ids=[c.id for c in picked]))
+            plans.append(
+                SegmentPlan(f"segment {number:04d} custom", contacts_ids=[c.id for c in picked])
+            )
         else:
-            plans.append(SegmentPlan(f"filter {number}", filter=random_filter(rng)))
+            plans.append(SegmentPlan(f"segment {number:04d} filter", filter=random_filter(rng)))
     return plans

@@ -282,6 +282,78 @@ def measure_create(
     return results
 
 
+def measure_preview(
+    client: load.Client, engine: Engine, *, user_id: int, reps: int, created: dict[str, Any]
+) -> dict[str, Any]:
+    """POST /api/segments/preview of item 1's filters: the count without the write."""
+    results = {}
+    for label, spec in (("preview_filter_1", ONE_CONDITION), ("preview_filter_5", FIVE_CONDITIONS)):
+        samples = []
+        for number in range(reps):
+            elapsed, response = client.timed(
+                "POST", "/api/segments/preview", _filter_body(f"preview {number}", spec)
+            )
+            assert response.status == 200, response.body[:300]
+            samples.append(elapsed)
+        baselines = created[label.replace("preview", "create")]
+        assert response.json()["data"]["total_contacts"] == baselines["total_contacts"]
+        results[label] = {
+            **load.percentiles(samples),
+            "total_contacts": baselines["total_contacts"],
+            "floor": baselines["floor"],
+            "naive": baselines["naive"],
+        }
+    return results
+
+
+def measure_members(
+    client: load.Client, db: Database, *, user_id: int, reps: int, naive_reps: int
+) -> dict[str, Any]:
+    """GET /api/segments/{id}/contacts, the first page of 25, of the largest filter
+    segment, and of a page deep into it (keyset: after_id)."""
+    from segmenti.db.tables import contacts
+    from segmenti.segments.members import members_where
+
+    with db.read() as session:
+        row = session.execute(
+            select(segments.c.id, segments.c.settings, segments.c.total_contacts)
+            .where(segments.c.user_id == user_id, segments.c.type == "filter")
+            .order_by(segments.c.total_contacts.desc())
+            .limit(1)
+        ).one()
+    path = f"/api/segments/{row.id}/contacts?results_per_page=25"
+    samples = []
+    for _ in range(reps):
+        elapsed, response = client.timed("GET", path)
+        assert response.status == 200, response.body[:300]
+        samples.append(elapsed)
+    where = members_where(user_id=user_id, segment_id=row.id, type="filter", settings=row.settings)
+    page = select(contacts).where(where).order_by(contacts.c.id).limit(25)
+
+    def floor() -> None:
+        with db.engine.connect() as connection:
+            connection.execute(page).all()
+
+    def naive() -> None:
+        # The page, plus the segment counted on every read for the envelope's total.
+        with db.read() as session:
+            session.execute(page).all()
+            spec = filters.Filter.from_settings(row.settings)
+            service.count_filter(session, user_id=user_id, spec=spec)
+
+    floor_ms, _ = _sample(floor, min(reps, 20))
+    naive_ms, _ = _sample(naive, naive_reps)
+    return {
+        "members_page": {
+            **load.percentiles(samples),
+            "segment_id": row.id,
+            "total_contacts": row.total_contacts,
+            "floor": {**load.percentiles(floor_ms), "how": "the page's SELECT straight on the DB"},
+            "naive": {**load.percentiles(naive_ms), "how": "the page plus count_filter"},
+        }
+    }
+
+
 def measure_list(
     client: http_client.Client,
     db: Database,
@@ -667,19 +739,24 @@ def main() -> None:
     # bulk-loaded (counting an empty table), list segments after it; then the product's
     # own recount (item 6's code) brings every filter to its real count. Defining 700
     # filters one COUNT each over 1M contacts would take about ten minutes of setup.
+    # The newest 50 (the first pages of the list) are defined last, in their drawn
+    # order and counted by the service, so a page mixes the three types.
     start = time.perf_counter()
     taken: set[str] = set()
     contact_list = list(data.make_contacts(rng, args.contacts, taken=taken))
     plans = data.segment_plans(rng, args.segments, contact_list=contact_list)
     setup["generate_s"] = time.perf_counter() - start
-    filter_plans = [plan for plan in plans if plan.filter is not None]
+    newest = plans[-50:]
+    older = plans[: len(plans) - len(newest)]
+    filter_plans = [plan for plan in older if plan.filter is not None]
     setup["define_filters_s"] = _create_segments(db, user_id=user_id, plans=filter_plans)
     start = time.perf_counter()
     data.load_contacts(db.engine, user_id=user_id, contact_list=contact_list)
     setup["load_s"] = time.perf_counter() - start
     print(f"  generated and loaded in {setup['generate_s'] + setup['load_s']:.0f} s", flush=True)
-    list_plans = [plan for plan in plans if plan.filter is None]
+    list_plans = [plan for plan in older if plan.filter is None]
     setup["define_lists_s"] = _create_segments(db, user_id=user_id, plans=list_plans)
+    setup["define_newest_s"] = _create_segments(db, user_id=user_id, plans=newest)
     start = time.perf_counter()
     with db.write() as session:
         counts.lock_tenant(session, user_id=user_id, exclusive=True)
@@ -748,6 +825,27 @@ def main() -> None:
                 ),
             ),
         ]
+        paths = client.request("GET", "/api/openapi.json").json()["paths"]
+        if "/api/segments/preview" in paths:
+            steps.insert(
+                3,
+                (
+                    "preview",
+                    lambda: measure_preview(
+                        client, db.engine, user_id=user_id, reps=args.reps, created=results
+                    ),
+                ),
+            )
+        if "/api/segments/{segment_id}/contacts" in paths:
+            steps.insert(
+                2,
+                (
+                    "members",
+                    lambda: measure_members(
+                        client, db, user_id=user_id, reps=max(100, args.reps), naive_reps=2
+                    ),
+                ),
+            )
         for label, step in steps:
             start = time.perf_counter()
             results.update(step())

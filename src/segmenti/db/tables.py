@@ -132,6 +132,8 @@ segments = Table(
     Column("last_datetime", DateTime, nullable=True),
     Column("datetime", DateTime, nullable=False),
     Index("ix_segments_user_id_id", "user_id", "id"),
+    # The default order of the list (newest first): 25 rows read, not every segment.
+    Index("ix_segments_user_id_datetime", "user_id", "datetime"),
 )
 
 # Members of bulk and custom segments (filter segments have none stored: their members
