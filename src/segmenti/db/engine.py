@@ -123,9 +123,13 @@ class Database:
             try:
                 yield session
             finally:
+                if self.is_sqlite:
+                    # Before the rollback, on this very connection: once rolled back, the
+                    # session returns it to the pool and a later execute would check out
+                    # (and unlock) another one, leaving this one read-only for the next
+                    # writer that gets it.
+                    session.connection().exec_driver_sql("PRAGMA query_only = OFF")
                 session.rollback()
-                if self.is_sqlite:  # the connection goes back to the pool writable
-                    session.execute(text("PRAGMA query_only = OFF"))
 
     def dispose(self) -> None:
         self.engine.dispose()
