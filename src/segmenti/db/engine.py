@@ -67,10 +67,6 @@ def _sqlite_engine(settings: Settings) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA temp_store=MEMORY")
-        # Reads through a shared memory map instead of copying pages into each
-        # connection's cache: counting a filter over a million contacts probes pages all
-        # over the file (docs/counts.md). Bounded so the server's RSS stays bounded.
-        cursor.execute("PRAGMA mmap_size=268435456")
         cursor.close()
 
     @event.listens_for(engine, "begin")
