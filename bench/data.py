@@ -172,6 +172,11 @@ def load_contacts(
             connection.exec_driver_sql("ANALYZE")
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
+            # Rows were inserted with their ids: move the sequence past them.
+            connection.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('contacts', 'id'), "
+                "(SELECT max(id) FROM contacts))"
+            )
             connection.exec_driver_sql("ANALYZE")
 
 

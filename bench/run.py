@@ -148,6 +148,7 @@ def _machine(engine: Engine) -> dict[str, Any]:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     return {
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "memory_gb": memory_gb,
@@ -725,6 +726,7 @@ def main() -> None:
     if args.quick:
         args.contacts, args.segments, args.seconds = 100_000, 100, 5
 
+    load_before = round(os.getloadavg()[0], 2)  # other jobs on the machine skew figures
     database_url, drop = _fresh_database(os.environ.get("SEGMENTI_DATABASE_URL"))
     db = Database(Settings(database_url=database_url))
     migrate.upgrade(db.engine)
@@ -865,7 +867,7 @@ def main() -> None:
         "contacts": args.contacts,
         "segments": args.segments,
         "seed": args.seed,
-        "machine": machine,
+        "machine": {**machine, "load_average_1m_at_start": load_before},
         "setup": {key: round(value, 1) for key, value in setup.items()},
         "results": results,
     }
@@ -876,7 +878,8 @@ def main() -> None:
     header = (
         f"{backend}, {args.contacts:,} contacts, {args.segments:,} segments; "
         f"{machine['database']}; {machine['nproc']} cores {machine['cpu']}, "
-        f"{machine['memory_gb']} GB RAM; commit {machine['commit']}, {report['when']} UTC"
+        f"{machine['memory_gb']} GB RAM; load average {load_before} at start, "
+        f"{machine['load_average_1m']} at end; commit {machine['commit']}, {report['when']} UTC"
     )
     (RESULTS / f"{stem}.md").write_text(f"{header}\n\n{rendered}\n")
     print(f"\n{header}\n\n{rendered}\n\nwritten to bench/results/{stem}.json and .md")
