@@ -1,6 +1,6 @@
-"""A small HTTP client for the benchmark suite (bench/run.py): sequential latencies over one keep-alive
-connection, and throughput with concurrent clients through `wrk` when it is installed
-(a bounded thread pool of keep-alive connections otherwise)."""
+"""A small HTTP client for the benchmark suite (bench/run.py): sequential latencies over
+one keep-alive connection, and throughput with concurrent clients through `wrk` when it
+is installed (a bounded thread pool of keep-alive connections otherwise)."""
 
 from __future__ import annotations
 

@@ -284,7 +284,7 @@ def measure_create(
 
 
 def measure_preview(
-    client: load.Client, engine: Engine, *, user_id: int, reps: int, created: dict[str, Any]
+    client: http_client.Client, engine: Engine, *, user_id: int, reps: int, created: dict[str, Any]
 ) -> dict[str, Any]:
     """POST /api/segments/preview of item 1's filters: the count without the write."""
     results = {}
@@ -299,7 +299,7 @@ def measure_preview(
         baselines = created[label.replace("preview", "create")]
         assert response.json()["data"]["total_contacts"] == baselines["total_contacts"]
         results[label] = {
-            **load.percentiles(samples),
+            **http_client.percentiles(samples),
             "total_contacts": baselines["total_contacts"],
             "floor": baselines["floor"],
             "naive": baselines["naive"],
@@ -308,7 +308,7 @@ def measure_preview(
 
 
 def measure_members(
-    client: load.Client, db: Database, *, user_id: int, reps: int, naive_reps: int
+    client: http_client.Client, db: Database, *, user_id: int, reps: int, naive_reps: int
 ) -> dict[str, Any]:
     """GET /api/segments/{id}/contacts, the first page of 25, of the largest filter
     segment, and of a page deep into it (keyset: after_id)."""
@@ -346,11 +346,14 @@ def measure_members(
     naive_ms, _ = _sample(naive, naive_reps)
     return {
         "members_page": {
-            **load.percentiles(samples),
+            **http_client.percentiles(samples),
             "segment_id": row.id,
             "total_contacts": row.total_contacts,
-            "floor": {**load.percentiles(floor_ms), "how": "the page's SELECT straight on the DB"},
-            "naive": {**load.percentiles(naive_ms), "how": "the page plus count_filter"},
+            "floor": {
+                **http_client.percentiles(floor_ms),
+                "how": "the page's SELECT straight on the DB",
+            },
+            "naive": {**http_client.percentiles(naive_ms), "how": "the page plus count_filter"},
         }
     }
 
@@ -371,7 +374,9 @@ def measure_list(
         elapsed, response = client.timed("GET", path)
         assert response.status == 200
         samples.append(elapsed)
-    concurrent = http_client.throughput(HOST, client.port, api_key, path, connections=8, seconds=seconds)
+    concurrent = http_client.throughput(
+        HOST, client.port, api_key, path, connections=8, seconds=seconds
+    )
 
     def naive() -> list[int]:
         # Without maintained counts, every listed segment is counted on every read.

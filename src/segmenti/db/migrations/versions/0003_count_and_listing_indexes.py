@@ -9,8 +9,8 @@ Segments gain (user_id, datetime): a page of the newest segments reads its 25 ro
 instead of sorting every segment of the user, whose settings (a bulk segment lists up
 to 100,000 numbers) would all be read for the sort.
 
-Revision ID: 0002_count_and_listing_indexes
-Revises: 0001
+Revision ID: 0003_count_and_listing_indexes
+Revises: 0002_idempotency_keys
 Create Date: 2026-11-26
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0002_count_and_listing_indexes"
-down_revision = "0001"
+revision = "0003_count_and_listing_indexes"
+down_revision = "0002_idempotency_keys"
 branch_labels = None
 depends_on = None
 
