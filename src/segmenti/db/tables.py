@@ -1,10 +1,19 @@
 """The schema, as SQLAlchemy Core tables. Migrations under `migrations/` create it.
 
-Every tenant-owned table carries `user_id`, so every query can be scoped by it and the
-schema can later be distributed by tenant (see the README's "Scaling out").
+Every tenant-owned table carries `user_id`, so every query can be scoped by it, and on
+PostgreSQL its primary key, unique constraints and foreign keys all include `user_id`:
+the schema can be distributed by tenant on Citus as it is (README, "Scaling out").
+
+SQLite keeps `id` alone as the primary key of contacts and segments, because only an
+INTEGER PRIMARY KEY (the rowid) numbers new rows by itself; a unique (user_id, id)
+index, created on SQLite only (`ddl_if`), is what its composite foreign keys refer to.
+The migrations build exactly this (`db/migrate.py`); `metadata.create_all` does too,
+through the two SQLite compilation hooks below.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -13,15 +22,19 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateColumn
 
 metadata = MetaData(
     naming_convention={
@@ -38,6 +51,28 @@ MAX_ID = 2**31 - 1
 """The largest id a row can have: ids are Integer columns, 32-bit on PostgreSQL. A larger
 id names nothing and must be refused before it reaches the driver, which fails on it
 ("integer out of range" on PostgreSQL, OverflowError past 2^63 on SQLite)."""
+
+# Tables keyed (user_id, id) whose SQLite primary key is `id` alone, the rowid.
+_SQLITE_ROWID_KEY = "segmenti_sqlite_rowid_key"
+
+
+@compiles(CreateColumn, "sqlite")
+def _sqlite_column(create: CreateColumn, compiler: Any, **kw: Any) -> Any:
+    column = create.element
+    if column.table.info.get(_SQLITE_ROWID_KEY) == column.name:
+        # Not "AUTOINCREMENT": a plain rowid, as the migrations create it.
+        return f"{compiler.preparer.format_column(column)} INTEGER NOT NULL"
+    return compiler.visit_create_column(create, **kw)
+
+
+@compiles(PrimaryKeyConstraint, "sqlite")
+def _sqlite_primary_key(constraint: PrimaryKeyConstraint, compiler: Any, **kw: Any) -> Any:
+    rowid = constraint.table.info.get(_SQLITE_ROWID_KEY)
+    if rowid:
+        name = compiler.preparer.format_constraint(constraint)
+        return f"CONSTRAINT {name} PRIMARY KEY ({compiler.preparer.quote(rowid)})"
+    return compiler.visit_primary_key_constraint(constraint, **kw)
+
 
 users = Table(
     "users",
@@ -68,7 +103,8 @@ api_keys = Table(
 contacts = Table(
     "contacts",
     metadata,
-    Column("id", Integer, primary_key=True),
+    # Numbered by the database: SERIAL on PostgreSQL, the rowid on SQLite.
+    Column("id", Integer, nullable=False, autoincrement=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(256), nullable=False, server_default=""),
     Column("phone_number", String(32), nullable=False),
@@ -81,8 +117,11 @@ contacts = Table(
     Column("datetime", DateTime, nullable=False),
     # Serves the per-user uniqueness rule and every look-up by number (bulk segments).
     UniqueConstraint("user_id", "phone_number", name="uq_contacts_user_id_phone_number"),
-    # Serves listing a user's contacts by id and counting "every contact of the user".
-    Index("ix_contacts_user_id_id", "user_id", "id"),
+    # The primary key (user_id, id) serves listing a user's contacts by id, counting
+    # "every contact of the user" and every look-up of one contact. On SQLite this
+    # unique index plays that part (and is what the composite foreign keys refer to).
+    PrimaryKeyConstraint("user_id", "id", name="pk_contacts"),
+    Index("ix_contacts_user_id_id", "user_id", "id", unique=True).ddl_if(dialect="sqlite"),
     # Serves filters on country (and the country_code list parameter).
     Index("ix_contacts_user_id_country_code", "user_id", "country_code"),
     # Counts filters without a positive condition from the index alone (docs/counts.md).
@@ -93,6 +132,7 @@ contacts = Table(
         "country_code",
         "continent_code",
     ),
+    info={_SQLITE_ROWID_KEY: "id"},
 )
 
 # One row per (contact, custom parameter): the index that filters are answered from.
@@ -101,16 +141,19 @@ contacts = Table(
 contact_parameters = Table(
     "contact_parameters",
     metadata,
-    Column(
-        "contact_id",
-        Integer,
-        ForeignKey("contacts.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("key", String(64), primary_key=True),
+    Column("contact_id", Integer, nullable=False),
+    Column("key", String(64), nullable=False),
     Column("user_id", Integer, nullable=False),
     Column("value_folded", Text, nullable=False),
     Column("value_number", Float, nullable=True),
+    # Serves rewriting one contact's parameters, and the cascade when it is deleted.
+    PrimaryKeyConstraint("user_id", "contact_id", "key", name="pk_contact_parameters"),
+    ForeignKeyConstraint(
+        ["user_id", "contact_id"],
+        ["contacts.user_id", "contacts.id"],
+        ondelete="CASCADE",
+        name="fk_contact_parameters_user_id_contacts",
+    ),
     # Serve string conditions (exact, starts_with: range scans) and numeric ones
     # (bigger_than, lower_than). contact_id makes them covering: a count walks the index
     # alone, never the table (docs/counts.md).
@@ -121,7 +164,8 @@ contact_parameters = Table(
 segments = Table(
     "segments",
     metadata,
-    Column("id", Integer, primary_key=True),
+    # Numbered by the database: SERIAL on PostgreSQL, the rowid on SQLite.
+    Column("id", Integer, nullable=False, autoincrement=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(256), nullable=False),
     Column("type", String(8), nullable=False),
@@ -131,9 +175,13 @@ segments = Table(
     Column("total_contacts", Integer, nullable=False, server_default="0"),
     Column("last_datetime", DateTime, nullable=True),
     Column("datetime", DateTime, nullable=False),
-    Index("ix_segments_user_id_id", "user_id", "id"),
+    # Serves listing a user's segments and every look-up and count update of one
+    # segment; on SQLite the unique index does (see contacts).
+    PrimaryKeyConstraint("user_id", "id", name="pk_segments"),
+    Index("ix_segments_user_id_id", "user_id", "id", unique=True).ddl_if(dialect="sqlite"),
     # The default order of the list (newest first): 25 rows read, not every segment.
     Index("ix_segments_user_id_datetime", "user_id", "datetime"),
+    info={_SQLITE_ROWID_KEY: "id"},
 )
 
 # Members of bulk and custom segments (filter segments have none stored: their members
@@ -141,21 +189,26 @@ segments = Table(
 segment_members = Table(
     "segment_members",
     metadata,
-    Column(
-        "segment_id",
-        Integer,
-        ForeignKey("segments.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column(
-        "contact_id",
-        Integer,
-        ForeignKey("contacts.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    Column("segment_id", Integer, nullable=False),
+    Column("contact_id", Integer, nullable=False),
     Column("user_id", Integer, nullable=False),
-    # Serves "which list segments hold this contact" on contact delete and opt-out.
-    Index("ix_segment_members_contact_id", "contact_id"),
+    # Serves a list segment's members, and the cascade when the segment is deleted.
+    PrimaryKeyConstraint("user_id", "segment_id", "contact_id", name="pk_segment_members"),
+    ForeignKeyConstraint(
+        ["user_id", "segment_id"],
+        ["segments.user_id", "segments.id"],
+        ondelete="CASCADE",
+        name="fk_segment_members_user_id_segments",
+    ),
+    ForeignKeyConstraint(
+        ["user_id", "contact_id"],
+        ["contacts.user_id", "contacts.id"],
+        ondelete="CASCADE",
+        name="fk_segment_members_user_id_contacts",
+    ),
+    # Serves "which list segments hold this contact" on contact delete and opt-out, and
+    # the cascade when a contact is deleted.
+    Index("ix_segment_members_user_id_contact_id", "user_id", "contact_id"),
 )
 
 # The stored result of a create made with an `Idempotency-Key` header (idempotency.py),

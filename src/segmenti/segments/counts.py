@@ -123,14 +123,16 @@ def contacts_changed(
             listed.append((change.contact_id, now - was))
     for contact_id, delta in listed:
         holders = session.execute(
-            select(segment_members.c.segment_id).where(segment_members.c.contact_id == contact_id)
+            select(segment_members.c.segment_id).where(
+                segment_members.c.user_id == user_id, segment_members.c.contact_id == contact_id
+            )
         ).scalars()
         for segment_id in holders:
             deltas[segment_id] += delta
-    apply_deltas(session, deltas)
+    apply_deltas(session, deltas, user_id=user_id)
 
 
-def apply_deltas(session: Session, deltas: Counter[int]) -> None:
+def apply_deltas(session: Session, deltas: Counter[int], *, user_id: int) -> None:
     # One statement per segment in ascending id order: concurrent writers then lock
     # segment rows in the same order and cannot deadlock each other.
     rows = [
@@ -141,7 +143,7 @@ def apply_deltas(session: Session, deltas: Counter[int]) -> None:
     if rows:
         session.execute(
             update(segments)
-            .where(segments.c.id == bindparam("segment_id"))
+            .where(segments.c.user_id == user_id, segments.c.id == bindparam("segment_id"))
             .values(total_contacts=segments.c.total_contacts + bindparam("delta")),
             rows,
         )

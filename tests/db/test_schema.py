@@ -1,0 +1,186 @@
+"""The migrations build exactly the schema of tables.py, on SQLite and on PostgreSQL;
+tenant tables are keyed by user_id (ready for Citus); upgrading an existing database
+keeps its rows and its cascades."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, make_url, text
+from sqlalchemy.exc import IntegrityError
+
+from segmenti.db import migrate
+from segmenti.db.engine import Database
+from segmenti.db.tables import metadata
+from segmenti.settings import Settings
+from tests.conftest import PG_URL
+
+# Tables owned by one tenant; `users` is the tenant itself and `api_keys` is looked
+# up across tenants by key hash (a reference table on Citus, see the README).
+TENANT_TABLES = ("contacts", "contact_parameters", "segments", "segment_members")
+# On SQLite these keep `id`, the rowid, as their primary key (tables.py).
+ROWID_KEYED = ("contacts", "segments")
+
+
+@pytest.fixture
+def empty_url(tmp_path: Path) -> Iterator[str]:
+    """A database with no tables: a new SQLite file, or a new PostgreSQL database."""
+    if not PG_URL:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    server = make_url(PG_URL)
+    name = f"segmenti_schema_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _differences(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_object": lambda obj, *_: migrate.exists_on(obj, engine.dialect.name),
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+
+def test_migrated_schema_is_the_schema_of_tables_py(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        assert _differences(engine) == []
+        # Autogenerate does not compare primary keys: check them here.
+        inspector = inspect(engine)
+        for table in metadata.sorted_tables:
+            expected = [column.name for column in table.primary_key.columns]
+            if engine.dialect.name == "sqlite" and table.name in ROWID_KEYED:
+                expected = ["id"]
+            assert inspector.get_pk_constraint(table.name)["constrained_columns"] == expected
+    finally:
+        engine.dispose()
+
+
+def test_every_key_of_a_tenant_table_includes_user_id() -> None:
+    # What Citus requires of a table distributed by user_id, as PostgreSQL builds it.
+    for name in TENANT_TABLES:
+        table = metadata.tables[name]
+        assert "user_id" in table.primary_key.columns, name
+        for constraint in table.constraints:
+            columns = {column.name for column in getattr(constraint, "columns", ())}
+            if columns and type(constraint).__name__ != "CheckConstraint":
+                assert "user_id" in columns, (name, constraint.name)
+        for index in table.indexes:
+            if index.unique and migrate.exists_on(index, "postgresql"):
+                assert "user_id" in {column.name for column in index.columns}, index.name
+        for foreign_key in table.foreign_key_constraints:
+            assert "user_id" in foreign_key.column_keys, foreign_key.name
+
+
+def _seed_0001(engine: Engine) -> None:
+    """Two users' rows in the revision-0001 schema, with explicit ids."""
+    now = datetime(2026, 1, 1)
+    statements: list[tuple[str, list[dict[str, Any]]]] = [
+        (
+            "INSERT INTO users (id, name, segments_version, datetime)"
+            " VALUES (:id, 'user', '', :now)",
+            [{"id": 1, "now": now}, {"id": 2, "now": now}],
+        ),
+        (
+            "INSERT INTO contacts (id, user_id, name, phone_number, custom_parameters,"
+            " has_opted_out, datetime) VALUES (:id, :user_id, '', :phone, '{}', false, :now)",
+            [
+                {"id": contact_id, "user_id": user_id, "phone": f"+{contact_id}", "now": now}
+                for contact_id, user_id in ((1, 1), (2, 1), (3, 2))
+            ],
+        ),
+        (
+            "INSERT INTO contact_parameters (contact_id, key, user_id, value_folded)"
+            " VALUES (:contact_id, 'plan', :user_id, 'pro')",
+            [{"contact_id": c, "user_id": u} for c, u in ((1, 1), (2, 1), (3, 2))],
+        ),
+        (
+            "INSERT INTO segments (id, user_id, name, type, settings, total_contacts,"
+            " datetime) VALUES (1, 1, 'list', 'custom', '{}', 2, :now)",
+            [{"now": now}],
+        ),
+        (
+            "INSERT INTO segment_members (segment_id, contact_id, user_id)"
+            " VALUES (1, :contact_id, 1)",
+            [{"contact_id": 1}, {"contact_id": 2}],
+        ),
+    ]
+    with engine.begin() as connection:
+        for sql, rows in statements:
+            connection.execute(text(sql), rows)
+        if engine.dialect.name == "postgresql":  # rows were given ids: move the sequences on
+            for table in ("users", "contacts", "segments"):
+                connection.execute(
+                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), 10)"),
+                    {"table": table},
+                )
+
+
+def _count(engine: Engine, sql: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text(sql)).scalar_one())
+
+
+def test_upgrading_a_populated_database_keeps_rows_and_cascades(empty_url: str) -> None:
+    # The application's engine: foreign keys enforced on SQLite too.
+    db = Database(Settings(database_url=empty_url))
+    engine = db.engine
+    try:
+        migrate.upgrade(engine, "0001")
+        _seed_0001(engine)
+        migrate.upgrade(engine)
+        assert _differences(engine) == []
+        assert _count(engine, "SELECT count(*) FROM contact_parameters") == 3
+        assert _count(engine, "SELECT count(*) FROM segment_members") == 2
+
+        with engine.begin() as connection:  # ids still number themselves
+            new_id = connection.execute(
+                text(
+                    "INSERT INTO contacts (user_id, name, phone_number, custom_parameters,"
+                    " has_opted_out, datetime) VALUES (1, '', '+9', '{}', false, :now)"
+                    " RETURNING id"
+                ),
+                {"now": datetime(2026, 1, 2)},
+            ).scalar_one()
+        assert new_id > 3
+
+        with engine.begin() as connection:  # a contact takes its rows with it
+            connection.execute(text("DELETE FROM contacts WHERE user_id = 1 AND id = 1"))
+        assert _count(engine, "SELECT count(*) FROM contact_parameters WHERE contact_id = 1") == 0
+        assert _count(engine, "SELECT count(*) FROM segment_members") == 1
+
+        # A membership cannot point at another user's contact.
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO segment_members (segment_id, contact_id, user_id) VALUES (1, 3, 1)"
+                )
+            )
+
+        with engine.begin() as connection:  # a segment takes its members with it
+            connection.execute(text("DELETE FROM segments WHERE user_id = 1 AND id = 1"))
+        assert _count(engine, "SELECT count(*) FROM segment_members") == 0
+
+        migrate.downgrade(engine, "0001")
+        migrate.upgrade(engine)
+        assert _differences(engine) == []
+        assert _count(engine, "SELECT count(*) FROM contact_parameters") == 2
+    finally:
+        db.dispose()
