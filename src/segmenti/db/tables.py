@@ -46,6 +46,7 @@ metadata = MetaData(
 )
 
 Json = JSON().with_variant(JSONB(), "postgresql")
+FoldedText = Text().with_variant(Text(collation="C"), "postgresql")
 
 MAX_ID = 2**31 - 1
 """The largest id a row can have: ids are Integer columns, 32-bit on PostgreSQL. A larger
@@ -144,7 +145,10 @@ contact_parameters = Table(
     Column("contact_id", Integer, nullable=False),
     Column("key", String(64), nullable=False),
     Column("user_id", Integer, nullable=False),
-    Column("value_folded", Text, nullable=False),
+    # Byte order ("C") on PostgreSQL whatever the database's collation, as on SQLite:
+    # starts_with is a range over this column (filters.py), which only an index in
+    # byte order answers, and only byte order makes the range mean "starts with".
+    Column("value_folded", FoldedText, nullable=False),
     Column("value_number", Float, nullable=True),
     # Serves rewriting one contact's parameters, and the cascade when it is deleted.
     PrimaryKeyConstraint("user_id", "contact_id", "key", name="pk_contact_parameters"),

@@ -254,7 +254,7 @@ def value_sql(positive: str, value: str, *, table: Any = contact_parameters) -> 
     if positive == "contains":
         return folded_column.contains(folded, autoescape=True)
     if positive == "starts_with":
-        return folded_column.startswith(folded, autoescape=True)
+        return _prefix_range(folded_column, folded)
     if positive == "ends_with":
         return folded_column.endswith(folded, autoescape=True)
     number = parse_number(value)
@@ -279,7 +279,7 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
 
     With an exact or starts_with condition, the count walks that condition's narrow
     range of the covering (user_id, key, value, contact_id) index, checks every other
-    condition with an EXISTS probe of the (contact_id, key) primary key, and probes
+    condition with an EXISTS probe of the (user_id, contact_id, key) primary key, and probes
     the contact by primary key for its opt-out, country and continent. `to_sql`'s shape (one IN list
     per condition, probed for every contact of the user) costs several times more on
     large tenants. Without such a condition a large share of the contacts are
@@ -308,6 +308,7 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
         probe = contact_parameters.alias(f"condition_{number}")
         positive = condition.condition.removeprefix("not_")
         holds = exists().where(
+            probe.c.user_id == user_id,
             probe.c.contact_id == driving.c.contact_id,
             probe.c.key == condition.key,
             value_sql(positive, condition.value, table=probe),
@@ -316,13 +317,44 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
     # The contact itself is probed, never joined: given a join, SQLite's planner may
     # walk every contact of the user and probe the parameters instead, which costs
     # several times more whenever the driving condition is not a narrow range.
-    counted = [contacts.c.id == driving.c.contact_id, contacts.c.has_opted_out.is_(False)]
+    counted = [
+        contacts.c.user_id == user_id,
+        contacts.c.id == driving.c.contact_id,
+        contacts.c.has_opted_out.is_(False),
+    ]
     if spec.countries is not None:
         counted.append(contacts.c.country_code.in_(spec.countries))
     if spec.continents is not None:
         counted.append(contacts.c.continent_code.in_(spec.continents))
     clauses.append(exists().where(*counted))
     return select(func.count()).select_from(driving).where(*clauses)
+
+
+def _prefix_range(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
+    """`column` starts with `prefix`, as a range that a plain index answers on both
+    backends: prefix <= value < the least string above every string starting with it.
+    Both compare in code point order: SQLite's BINARY collation and PostgreSQL's "C"
+    (the collation of value_folded, see tables.py) compare UTF-8 bytes, which order
+    as code points do. SQLite never uses an index for this LIKE (its LIKE is case-
+    insensitive, the index is not), nor PostgreSQL for a generic plan of a LIKE whose
+    pattern is a bound parameter."""
+    upper = prefix_upper_bound(prefix)
+    if upper is None:
+        return column >= prefix
+    return and_(column >= prefix, column < upper)
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string greater than every string that starts with `prefix` (code point
+    order), or None when there is none (a prefix made only of U+10FFFF)."""
+    chars = list(prefix)
+    while chars:
+        following = ord(chars.pop()) + 1
+        if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters of a text
+            following = 0xE000
+        if following <= 0x10FFFF:
+            return "".join(chars) + chr(following)
+    return None
 
 
 # -- Python ---------------------------------------------------------------------------
