@@ -6,7 +6,14 @@ transaction that reads first and writes later cannot wait for the lock: SQLite f
 it at once with "database is locked" when another writer got in between, whatever
 the busy timeout. Taking the write lock up front turns that into a plain wait.
 
-PostgreSQL: a bounded pool per process, READ COMMITTED, pre-ping for restarts.
+PostgreSQL: a bounded pool per process (`segmenti serve --workers N` opens up to N x
+(db_pool_size + db_max_overflow) connections: keep that under the server's
+max_connections), pre-ping so that connections dropped by a server restart are replaced
+instead of failing a request, and READ COMMITTED set explicitly whatever the server's
+default_transaction_isolation: the count maintenance relies on it (segments/counts.py).
+A contact write that waited for a user's row lock must then see the segment definitions
+committed meanwhile; under REPEATABLE READ or SERIALIZABLE the same wait would end in a
+serialization failure, a 500.
 """
 
 from __future__ import annotations
@@ -30,10 +37,14 @@ def make_engine(settings: Settings) -> Engine:
         return _sqlite_engine(settings)
     return create_engine(
         settings.database_url,
+        isolation_level="READ COMMITTED",
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
+        # Under the idle timeouts of most poolers and firewalls.
         pool_recycle=1800,
+        # Names the connections in pg_stat_activity.
+        connect_args={"application_name": "segmenti"},
     )
 
 
