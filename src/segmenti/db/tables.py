@@ -160,7 +160,8 @@ contact_parameters = Table(
     ),
     # Serve string conditions (exact, starts_with: range scans) and numeric ones
     # (bigger_than, lower_than). contact_id makes them covering: a count walks the index
-    # alone, never the table (docs/counts.md).
+    # alone, never the table (docs/counts.md). contains and ends_with read the user's
+    # values of the key (README, "Indexes and query plans").
     Index("ix_contact_parameters_user_key_folded", "user_id", "key", "value_folded", "contact_id"),
     Index("ix_contact_parameters_user_key_number", "user_id", "key", "value_number", "contact_id"),
 )
