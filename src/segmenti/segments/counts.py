@@ -42,7 +42,13 @@ _cache_lock = threading.Lock()
 def lock_tenant(session: Session, *, user_id: int, exclusive: bool) -> str:
     """Serializes segment definitions (exclusive) against contact writes (shared) of one
     user on PostgreSQL; SQLite already runs one writer at a time. Returns the user's
-    segments_version."""
+    segments_version.
+
+    Call it first in the transaction, before any other row lock: every writer then
+    queues here, in one place, and cannot deadlock another one over later locks. It
+    relies on READ COMMITTED (db/engine.py): once the lock is granted, each following
+    statement sees what the writer before it committed. It is one row of the user's
+    own shard on Citus (README, "Scaling out")."""
     query = select(users.c.segments_version).where(users.c.id == user_id)
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(read=not exclusive)
