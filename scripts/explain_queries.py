@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from segmenti.db import migrate
 from segmenti.db.tables import contacts, segment_members
-from segmenti.segments import filters, members
+from segmenti.segments import filters
 from segmenti.segments.filters import Condition, Filter
 
 USER = 1
@@ -100,13 +100,12 @@ def _count(spec: Filter) -> Select[Any]:
     )
 
 
-def _page(where: Any, offset: int = 0) -> Select[Any]:
+def _page(where: Any) -> Select[Any]:
     return (
         select(contacts.c.id, contacts.c.phone_number)
         .where(where)
         .order_by(contacts.c.id.desc())
         .limit(25)
-        .offset(offset)
     )
 
 
@@ -114,7 +113,6 @@ def _one(key: str, condition: str, value: str) -> Filter:
     return Filter(conditions=(Condition(key, condition, value),))
 
 
-PRO = {"filters_custom_parameters": [{"key": "plan", "condition": "exact", "value": "pro"}]}
 QUERIES: dict[str, Select[Any]] = {
     "contacts_page": _page(contacts.c.user_id == USER),
     "contacts_count": select(func.count()).select_from(contacts).where(contacts.c.user_id == USER),
@@ -130,15 +128,6 @@ QUERIES: dict[str, Select[Any]] = {
     "countries": _count(Filter(countries=("IT",))),
     "continents": _count(Filter(continents=("AS",))),
     "everyone": _count(Filter()),
-    "filter_members_page": _page(
-        members.members_where(user_id=USER, segment_id=0, type="filter", settings=PRO)
-    ),
-    "filter_members_deep_page": _page(
-        members.members_where(user_id=USER, segment_id=0, type="filter", settings=PRO), 100_000
-    ),
-    "list_members_page": _page(
-        members.members_where(user_id=USER, segment_id=1, type="custom", settings={})
-    ),
     "numbers_to_ids": select(contacts.c.id).where(
         contacts.c.user_id == USER,
         contacts.c.phone_number.in_([f"+39333{n:07d}" for n in range(1000, 1900)]),

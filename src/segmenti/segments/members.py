@@ -48,6 +48,7 @@ def members_where(
         listed = (
             select(segment_members.c.contact_id)
             .where(
+                segment_members.c.user_id == user_id,
                 segment_members.c.segment_id == segment_id,
                 segment_members.c.contact_id == contacts.c.id,
             )
@@ -78,7 +79,9 @@ def _load(session: Session, *, user_id: int, segment_id: int) -> dict[str, Any]:
     settings: Mapping[str, Any] = {}
     if row.type == "filter":
         settings = session.execute(
-            select(segments.c.settings).where(segments.c.id == segment_id)
+            select(segments.c.settings).where(
+                segments.c.user_id == user_id, segments.c.id == segment_id
+            )
         ).scalar_one()
     return {"type": row.type, "total_contacts": row.total_contacts, "settings": settings}
 
@@ -146,14 +149,24 @@ def list_members(
     if is_filter:
         query = select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id)
     else:
-        # Walk the segment's own (segment_id, contact_id) key in order: a page reads
-        # that page's members, however few they are among the user's contacts.
+        # Walk the segment's own (user_id, segment_id, contact_id) key in order: a page
+        # reads that page's members, however few they are among the user's contacts.
         query = (
             select(*CONTACT_COLUMNS)
             .select_from(
-                segment_members.join(contacts, contacts.c.id == segment_members.c.contact_id)
+                segment_members.join(
+                    contacts,
+                    and_(
+                        contacts.c.user_id == segment_members.c.user_id,
+                        contacts.c.id == segment_members.c.contact_id,
+                    ),
+                )
             )
-            .where(segment_members.c.segment_id == segment_id, where)
+            .where(
+                segment_members.c.user_id == user_id,
+                segment_members.c.segment_id == segment_id,
+                where,
+            )
             .order_by(segment_members.c.contact_id)
         )
     if after_id is not None:
@@ -203,6 +216,7 @@ def explain_membership(
         member = (
             session.execute(
                 select(segment_members.c.contact_id).where(
+                    segment_members.c.user_id == user_id,
                     segment_members.c.segment_id == segment_id,
                     segment_members.c.contact_id == contact_id,
                 )
