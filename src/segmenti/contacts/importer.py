@@ -309,7 +309,10 @@ def _write_batch(session: Session, *, user_id: int, batch: _Batch, known: int) -
     ids.update(_ids(session, user_id=user_id, e164s=created))
     for chunk in _chunks(replaced_existing):
         session.execute(
-            delete(contact_parameters).where(contact_parameters.c.contact_id.in_(chunk))
+            delete(contact_parameters).where(
+                contact_parameters.c.user_id == user_id,
+                contact_parameters.c.contact_id.in_(chunk),
+            )
         )
     writer.executemany(
         insert(contact_parameters),
@@ -476,7 +479,7 @@ def _update_counts(
                     if delta:
                         deltas[segment_id] += delta
     _list_deltas(session, user_id=user_id, changes=changes, deltas=deltas)
-    counts.apply_deltas(session, deltas)
+    counts.apply_deltas(session, deltas, user_id=user_id)
 
 
 def _counted(state: ContactState | None, predicate: filters.Predicate) -> bool:
@@ -494,7 +497,9 @@ def _recount_filters(session: Session, *, user_id: int) -> None:
             session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
         )
         session.execute(
-            update(segments).where(segments.c.id == row.id).values(total_contacts=total)
+            update(segments)
+            .where(segments.c.user_id == user_id, segments.c.id == row.id)
+            .values(total_contacts=total)
         )
 
 
