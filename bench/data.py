@@ -182,10 +182,13 @@ def load_contacts(
 
 def _drop_indexes(engine: Engine) -> list[str]:
     with engine.begin() as connection:
+        # Unique indexes stay: foreign keys (contact_parameters -> contacts (user_id, id))
+        # need them, and SQLite refuses inserts into a child whose parent key has none.
         rows = connection.execute(
             text(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                "AND tbl_name IN ('contacts', 'contact_parameters')"
+                "AND tbl_name IN ('contacts', 'contact_parameters') "
+                "AND sql NOT LIKE 'CREATE UNIQUE INDEX%'"
             )
         ).all()
         for name, _sql in rows:
