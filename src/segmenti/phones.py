@@ -397,16 +397,23 @@ class _CallingCode:
             return stripped
         return number
 
-    def region(self, nsn: str) -> _Region | None:
-        # region_code_for_number / _region_code_for_number_from_list
+    def valid_region(self, nsn: str) -> _Region | None:
+        """The number's region when the number is valid there, else None."""
+        # region_code_for_number / _region_code_for_number_from_list, then
+        # is_valid_number_for_region; a region picked by validation is not validated twice.
         if len(self.regions) == 1:
-            return self.regions[0]
-        for region in self.regions:
-            if region.leading_digits is not None:
-                if region.leading_digits.match(nsn):
-                    return region
-            elif region.validator.is_valid(nsn):
-                return region
+            region = self.regions[0]
+        else:
+            for region in self.regions:
+                if region.leading_digits is not None:
+                    if region.leading_digits.match(nsn):
+                        break
+                elif region.validator.is_valid(nsn):
+                    return region if region.same_calling_code else None
+            else:
+                return None
+        if region.same_calling_code and region.validator.is_valid(nsn):
+            return region
         return None
 
 
@@ -446,7 +453,7 @@ def _info_fast(digits: str) -> PhoneInfo:
         raise InvalidPhone(_REASON_INVALID)
     # The library would store int(nsn) plus a count of leading zeros; formatting it back
     # (national_significant_number) always gives `nsn` again, so the string is used directly.
-    region = calling_code.region(nsn)
-    if region is None or not region.same_calling_code or not region.validator.is_valid(nsn):
+    region = calling_code.valid_region(nsn)
+    if region is None:
         raise InvalidPhone(_REASON_INVALID)
     return PhoneInfo(f"+{code}{nsn}", region.country_code, region.continent_code)
