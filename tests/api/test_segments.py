@@ -234,6 +234,10 @@ def test_bulk_normalizes_dedupes_and_creates_contacts(alice: User) -> None:
     new = alice.get(f"/api/contacts/{segment['settings']['contacts_ids'][1]}").json()["data"]
     assert new["name"] == "" and new["custom_parameters"] == {}
     assert new["country_code"] == "IT" and new["continent_code"] == "EU"
+    assert new["has_opted_out"] is False and new["last_datetime"] is None
+    # Stored as a timestamp like any contact's (same rendering, not before the older one).
+    assert len(new["datetime"]) == len(contact["datetime"])
+    assert new["datetime"] >= contact["datetime"]
     assert alice.get("/api/contacts").json()["meta"]["total"] == 3
 
 
