@@ -77,6 +77,25 @@ def test_migrated_schema_is_the_schema_of_tables_py(database_url: str) -> None:
                 if column["name"] == "value_folded"
             )
             assert folded["type"].collation == "C"
+        # Nor partial indexes, nor WITHOUT ROWID (0004_parameters_without_rowid).
+        with engine.connect() as connection:
+            if engine.dialect.name == "sqlite":
+                ddl = connection.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'contact_parameters'"
+                )
+                definitions = {name: " ".join((sql or "").split()) for name, sql in ddl}
+                assert definitions["contact_parameters"].endswith("WITHOUT ROWID")
+            else:
+                ddl = connection.exec_driver_sql(
+                    "SELECT indexname, indexdef FROM pg_indexes"
+                    " WHERE tablename = 'contact_parameters'"
+                )
+                definitions = dict(ddl.tuples())
+        assert definitions["ix_contact_parameters_user_key_number"].endswith(
+            "WHERE (value_number IS NOT NULL)"
+            if engine.dialect.name == "postgresql"
+            else "WHERE value_number IS NOT NULL"
+        )
     finally:
         engine.dispose()
 

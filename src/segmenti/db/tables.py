@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
@@ -163,7 +164,19 @@ contact_parameters = Table(
     # alone, never the table (docs/counts.md). contains and ends_with read the user's
     # values of the key (README, "Indexes and query plans").
     Index("ix_contact_parameters_user_key_folded", "user_id", "key", "value_folded", "contact_id"),
-    Index("ix_contact_parameters_user_key_number", "user_id", "key", "value_number", "contact_id"),
+    # Partial: only number values can meet bigger_than / lower_than, and most are not.
+    Index(
+        "ix_contact_parameters_user_key_number",
+        "user_id",
+        "key",
+        "value_number",
+        "contact_id",
+        sqlite_where=text("value_number IS NOT NULL"),
+        postgresql_where=text("value_number IS NOT NULL"),
+    ),
+    # On SQLite the primary key is the table: one b-tree less per row than a rowid
+    # table plus its primary key index (import speed).
+    sqlite_with_rowid=False,
 )
 
 segments = Table(
