@@ -52,6 +52,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(NUMBER_INDEX, table_name=TABLE)
     if op.get_bind().dialect.name == "sqlite":
-        with op.batch_alter_table(TABLE, recreate="always"):
+        # Explicitly: the reflected table would keep WITHOUT ROWID.
+        with op.batch_alter_table(
+            TABLE, recreate="always", table_kwargs={"sqlite_with_rowid": True}
+        ):
             pass
     op.create_index(NUMBER_INDEX, TABLE, NUMBER_COLUMNS)
