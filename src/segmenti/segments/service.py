@@ -520,15 +520,11 @@ def _lookup_numbers(
     session: Session, *, user_id: int, e164s: Sequence[str]
 ) -> dict[str, tuple[int, bool]]:
     listed = _listed(session, e164s, type_=String)
-    rows = (
-        session.execute(
-            select(contacts.c.phone_number, contacts.c.id, contacts.c.has_opted_out).where(
-                contacts.c.user_id == user_id, contacts.c.phone_number.in_(select(listed.c.value))
-            )
+    rows = session.execute(
+        select(contacts.c.phone_number, contacts.c.id, contacts.c.has_opted_out).where(
+            contacts.c.user_id == user_id, contacts.c.phone_number.in_(select(listed.c.value))
         )
-        .tuples()
-        .all()
-    )  # fetchall: iterating fetches row by row
+    ).all()  # fetchall: iterating fetches row by row
     return {phone_number: (id_, bool(opted_out)) for phone_number, id_, opted_out in rows}
 
 
