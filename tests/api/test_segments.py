@@ -563,3 +563,12 @@ def test_urlencoded_multipart_and_json_bodies_are_equivalent(alice: User) -> Non
 def test_unknown_parameters_are_ignored(alice: User) -> None:
     response = alice.post("/api/segments", data={"name": "x", "colour": "blue"})
     assert response.status_code == 201
+
+
+def test_bulk_settings_pair_every_number_with_its_own_contact(alice: User) -> None:
+    alice.make_contact("+14155552671")
+    numbers = ["+393331234501", "+14155552671", "+33612345678", "+81312345678", "+393331234502"]
+    segment = alice.segment(alice.make_segment(phone_numbers="\n".join(numbers)))
+    assert segment["settings"]["phone_numbers"] == numbers
+    for number, contact_id in zip(numbers, segment["settings"]["contacts_ids"], strict=True):
+        assert alice.get(f"/api/contacts/{contact_id}").json()["data"]["phone_number"] == number
