@@ -505,9 +505,39 @@ def test_lists_search_and_page(alice: User) -> None:
     assert "person 7" in alice.client.get("/contacts?search=person+7").text
 
 
-def test_the_import_page_says_import_is_not_available_yet(alice: User) -> None:
-    sign_in(alice)
-    assert "Import is not available yet" in alice.client.get("/contacts/import").text
+def test_the_import_page_imports_and_reports_bad_rows(alice: User, bob: User) -> None:
+    token = sign_in(alice)
+    segment_id = alice.make_segment(filters_countries=["IT"])
+    assert 'type="file"' in alice.client.get("/contacts/import").text
+    csv_text = (
+        "phone_number,name,plan\n+393331234501,Ada,pro\nnot a number,X,free\n+14155552671,Bo,\n"
+    )
+    response = alice.client.post(
+        "/contacts/import",
+        data={"csrf_token": token},
+        files={"file": ("contacts.csv", csv_text.encode(), "text/csv")},
+    )
+    assert response.status_code == 200, response.text
+    page = html.unescape(response.text)
+    assert "Created</th><td>2<" in page and "Invalid (not imported)</th><td>1<" in page
+    assert "<td>3</td>" in page  # the bad row's line number
+    assert alice.total(segment_id) == 1
+    contacts = alice.get("/api/contacts").json()["data"]
+    assert sorted(c["name"] for c in contacts) == ["Ada", "Bo"]
+    assert bob.get("/api/contacts").json()["meta"]["total"] == 0
+
+
+def test_the_import_page_refuses_a_missing_file_or_token(alice: User) -> None:
+    token = sign_in(alice)
+    response = alice.client.post("/contacts/import", data={"csrf_token": token})
+    assert response.status_code == 400 and "choose a CSV file" in response.text
+    response = alice.client.post(
+        "/contacts/import",
+        data={"csrf_token": "forged"},
+        files={"file": ("c.csv", b"phone_number\n+393331234501\n", "text/csv")},
+    )
+    assert response.status_code == 403
+    assert alice.get("/api/contacts").json()["meta"]["total"] == 0
 
 
 # -- the signing key ----------------------------------------------------------------

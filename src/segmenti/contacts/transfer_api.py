@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 
 from segmenti import errors, schemas
 from segmenti.contacts import csv_io, export, importer
+from segmenti.db.engine import Database
 from segmenti.forms import parse_bool
 from segmenti.http import current_user, database
 
@@ -101,6 +102,19 @@ class _Unclosable(io.RawIOBase):
         pass
 
 
+def import_upload(
+    db: Database, *, user_id: int, upload: IO[bytes], strict: bool
+) -> importer.ImportReport:
+    """Imports an uploaded CSV file (the API's and the dashboard's upload)."""
+
+    def rows() -> Iterator[csv_io.Row]:
+        upload.seek(0)
+        binary = io.BufferedReader(_Unclosable(upload))
+        yield from csv_io.CsvReader(csv_io.text_stream(binary))
+
+    return importer.import_contacts(db, user_id=user_id, open_rows=rows, strict=strict)
+
+
 @router.post(
     "/api/contacts/import",
     summary="Import contacts from CSV",
@@ -125,19 +139,8 @@ async def import_contacts(request: Request, user_id: int = Depends(current_user)
             )
         raw_strict = form.get("strict") or request.query_params.get("strict") or "0"
         strict = parse_bool("strict", raw_strict if isinstance(raw_strict, str) else "0")
-        spooled = upload.file
-
-        def rows() -> Iterator[csv_io.Row]:
-            spooled.seek(0)
-            binary = io.BufferedReader(_Unclosable(spooled))
-            yield from csv_io.CsvReader(csv_io.text_stream(binary))
-
         report = await run_in_threadpool(
-            importer.import_contacts,
-            database(request),
-            user_id=user_id,
-            open_rows=rows,
-            strict=strict,
+            import_upload, database(request), user_id=user_id, upload=upload.file, strict=strict
         )
     finally:
         await form.close()

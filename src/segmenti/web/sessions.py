@@ -150,14 +150,18 @@ async def form_pairs(request: Request) -> list[tuple[str, str]]:
     except (ValueError, KeyError, AssertionError) as exc:
         raise errors.Invalid(f"the form body could not be read: {exc}") from None
     pairs = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
-    sent = dict(pairs).get(CSRF_FIELD, "")
+    check_form_token(request, dict(pairs).get(CSRF_FIELD, ""))
+    return [(name, value) for name, value in pairs if name != CSRF_FIELD]
+
+
+def check_form_token(request: Request, sent: str) -> None:
+    """Refuses a form whose token is not this session's (cross-site or expired)."""
     expected = request.session.get("csrf")
     if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise FormExpired(
             "this form has expired or did not come from this site: reload the page and "
             "send it again"
         )
-    return [(name, value) for name, value in pairs if name != CSRF_FIELD]
 
 
 def flash(request: Request, message: str) -> None:

@@ -13,10 +13,14 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from segmenti import errors
+from segmenti.contacts import importer
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.forms import contact_input
+from segmenti.contacts.transfer_api import import_upload
 from segmenti.forms import Params
 from segmenti.http import database
 from segmenti.paging import Page
@@ -385,10 +389,41 @@ def contact_create(
 
 @router.get("/contacts/import")
 def contacts_import(request: Request, viewer: Viewer = signed_in) -> Response:
-    # TODO(import): CSV import is being built on its own branch. When it lands, this page
-    # gets the upload form, the progress and the per-row error report, calling the same
-    # import service as `segmenti contacts import`; only this view and its template change.
     return render(request, "contacts/import.html", {}, viewer=viewer)
+
+
+@router.post("/contacts/import")
+async def contacts_import_upload(request: Request, viewer: Viewer = signed_in) -> Response:
+    """The same import as `POST /api/contacts/import` and `segmenti contacts import`; the
+    page shows its report: counts, committed batches and the first bad rows."""
+    try:
+        form = await request.form(max_files=1, max_fields=20)
+    except (ValueError, KeyError, AssertionError) as exc:
+        raise errors.Invalid(f"the form body could not be read: {exc}") from None
+    try:
+        token = form.get(sessions.CSRF_FIELD)
+        sessions.check_form_token(request, token if isinstance(token, str) else "")
+        upload = form.get("file")
+        context: dict[str, Any] = {}
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            context["error"] = errors.Invalid("choose a CSV file to import", parameter="file")
+        else:
+            try:
+                context["report"] = await run_in_threadpool(
+                    import_upload,
+                    database(request),
+                    user_id=viewer.user_id,
+                    upload=upload.file,
+                    strict=form.get("strict") == "1",
+                )
+            except importer.ImportStopped as exc:
+                context.update(error=exc, report=exc.report)
+            except errors.Invalid as exc:
+                context["error"] = exc
+    finally:
+        await form.close()
+    status = 400 if "error" in context else 200
+    return render(request, "contacts/import.html", context, viewer=viewer, status_code=status)
 
 
 @router.get("/contacts/{contact_id}/edit")
