@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from segmenti import auth, errors
 from segmenti.contacts.csv_io import BadRow, ContactRow, Row
+from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts, segment_members, segments
 from segmenti.segments import counts, filters
@@ -246,7 +247,7 @@ def _write_batch(session: Session, *, user_id: int, batch: _Batch, known: int) -
     track = bool(predicates) or _has_list_segments(session, user_id=user_id)
     rows = batch.contacts
     existing = _existing(session, user_id=user_id, e164s=list(rows))
-    writer = _Writer(session)
+    writer = BulkWriter(session)
     now = writer.timestamp(utcnow())
     # value -> (folded, number): parameter values repeat a lot (plans, cities, ages).
     indexed: dict[str, tuple[str, float | None]] = {}
@@ -328,44 +329,6 @@ def _write_batch(session: Session, *, user_id: int, batch: _Batch, known: int) -
             contacts_after=known + len(created),
         )
     return len(created)
-
-
-class _Writer:
-    """executemany for large batches. On SQLite it hands tuples straight to the driver,
-    converted by the columns' own SQLAlchemy bind processors, because SQLAlchemy's
-    per-row parameter handling would cost more than the inserts themselves; elsewhere it
-    goes through SQLAlchemy (whose insertmanyvalues batching is what PostgreSQL wants)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.dialect = session.get_bind().dialect
-        self.raw = self.dialect.name == "sqlite"
-        self._json = self._processor(contacts.c.custom_parameters)
-        self._datetime = self._processor(contacts.c.datetime)
-
-    def _processor(self, column: Any) -> Callable[[Any], Any]:
-        processor = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
-        if not self.raw or processor is None:
-            return lambda value: value
-        return processor
-
-    def json(self, value: dict[str, str]) -> Any:
-        return self._json(value)
-
-    def timestamp(self, value: Any) -> Any:
-        return self._datetime(value)
-
-    def executemany(
-        self, statement: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]
-    ) -> None:
-        if not rows:
-            return
-        if self.raw:
-            compiled = statement.compile(dialect=self.dialect, column_keys=list(columns))
-            assert list(compiled.positiontup) == list(columns)
-            self.session.connection().exec_driver_sql(str(compiled), rows)
-        else:
-            self.session.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def _has_list_segments(session: Session, *, user_id: int) -> bool:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from segmenti import errors, metrics, phones
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
+from segmenti.db.bulk import BulkWriter
 from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
 from segmenti.paging import Page
 from segmenti.segments import counts, filters
@@ -482,39 +483,16 @@ def _insert_new_contacts(
 ) -> None:
     """Inserts a contact, with no name or parameters, for each number.
 
-    Every row shares its user, name, parameters, opt-out and timestamp, so on SQLite
-    those are converted once by the columns' own bind processors and the rows go to the
-    driver as tuples: SQLAlchemy's per-row parameter handling would cost more than the
-    inserts (50,000 rows: about 0.6 s of 1). PostgreSQL keeps SQLAlchemy's batched
-    executemany, which is what it wants."""
-    dialect = session.get_bind().dialect
-    statement = _insert_ignoring_duplicates(session)
-    now = utcnow()
-    if dialect.name != "sqlite":
-        session.execute(
-            statement,
-            [
-                {
-                    "user_id": user_id,
-                    "name": "",
-                    "phone_number": info.e164,
-                    "custom_parameters": {},
-                    "country_code": info.country_code,
-                    "continent_code": info.continent_code,
-                    "has_opted_out": False,
-                    "datetime": now,
-                }
-                for info in numbers
-            ],
-        )
-        return
-    compiled = statement.compile(dialect=dialect, column_keys=list(_NEW_CONTACT_COLUMNS))
-    assert tuple(compiled.positiontup or ()) == _NEW_CONTACT_COLUMNS
-    no_parameters = _bound(dialect, contacts.c.custom_parameters, {})
-    created = _bound(dialect, contacts.c.datetime, now)
-    opted_out = _bound(dialect, contacts.c.has_opted_out, False)
-    session.connection().exec_driver_sql(
-        str(compiled),
+    Every row shares its user, name, parameters and timestamp, converted once; the rows
+    go to the driver as tuples on SQLite (`BulkWriter`, as the CSV import writes): SQLAlchemy's
+    per-row parameter handling would cost more than the inserts (50,000 rows: about
+    0.6 s of 1)."""
+    writer = BulkWriter(session)
+    no_parameters = writer.json({})
+    created = writer.timestamp(utcnow())
+    writer.executemany(
+        _insert_ignoring_duplicates(session),
+        _NEW_CONTACT_COLUMNS,
         [
             (
                 user_id,
@@ -523,18 +501,12 @@ def _insert_new_contacts(
                 no_parameters,
                 info.continent_code,
                 info.country_code,
-                opted_out,
+                False,
                 created,
             )
             for info in numbers
         ],
     )
-
-
-def _bound(dialect: Any, column: Any, value: Any) -> Any:
-    """`value` as the driver receives it for `column`."""
-    processor = column.type.dialect_impl(dialect).bind_processor(dialect)
-    return value if processor is None else processor(value)
 
 
 def _insert_ignoring_duplicates(session: Session) -> Any:
