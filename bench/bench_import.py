@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from segmenti import demo
-from segmenti.contacts import csv_io
+from segmenti.contacts import csv_io, importer
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.forms import Params
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--sizes", help="comma-separated contact counts (overrides --contacts)")
     parser.add_argument("--segments", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=importer.BATCH_SIZE)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [args.contacts]
     with tempfile.TemporaryDirectory(prefix="segmenti-bench-") as tmp:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segmenti import auth, errors, observability
+from segmenti import auth, errors
 from segmenti.contacts import cli as contacts_cli
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -52,7 +52,11 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
 ) -> None:
     """Runs the HTTP API. On a database without users, creates one and prints its key."""
+    # Here, not at the top: the server's modules (FastAPI, prometheus) would cost every
+    # other command a fifth of a second to start.
     import uvicorn
+
+    from segmenti import observability
 
     settings = Settings.from_env()
     db = Database(settings)

@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 from segmenti.contacts import csv_io, importer
 from segmenti.db.engine import Database
+from segmenti.db.tables import MAX_ID, contacts
+from segmenti.timeutil import utcnow
 from tests.conftest import User
 from tests.counting import stale_counts
 
@@ -280,7 +283,7 @@ def test_a_failed_batch_leaves_earlier_batches_and_says_so(
     real = importer._write_batch
     calls = []
 
-    def failing_third_batch(*args: Any, **kwargs: Any) -> int:
+    def failing_third_batch(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 3:
             real(*args, **kwargs)
@@ -296,6 +299,106 @@ def test_a_failed_batch_leaves_earlier_batches_and_says_so(
     assert "2 batch(es) were committed, covering lines 2 to 11" in str(stopped.value.detail)
     assert len(contacts_of(alice)) == 10
     assert stale_counts(db, alice.id) == {}
+
+
+def test_a_first_import_falls_back_when_a_batch_repeats_an_earlier_number(
+    alice: User, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty account, batches are first written as new contacts only (SQLite);
+    a batch holding a number an earlier batch created is undone and looked up instead."""
+    segment_id = alice.make_segment(
+        **{
+            "filters_custom_parameter_key[0]": "plan",
+            "filters_custom_parameter_condition[0]": "exact",
+            "filters_custom_parameter_value[0]": "PRO",
+        }
+    )
+    guesses: list[bool] = []
+    real = importer._insert_all_new
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        ids = real(*args, **kwargs)
+        guesses.append(ids is not None)
+        return ids
+
+    monkeypatch.setattr(importer, "_insert_all_new", spy)
+    numbers = [f"+3933300000{n:02d}" for n in range(10)]
+    batches = [
+        [(numbers[0], "pro"), (numbers[1], "free"), (numbers[2], "pro")],
+        [(numbers[3], "pro"), (numbers[0], "free"), (numbers[4], "free")],  # repeats 0
+        [(numbers[5], "pro"), (numbers[6], "pro"), (numbers[7], "free")],
+        [(numbers[8], "pro"), (numbers[9], "pro")],
+    ]
+    text = "phone_number,plan\n" + "".join(
+        f"{number},{plan}\n" for batch in batches for number, plan in batch
+    )
+    report = importer.import_contacts(
+        db, user_id=alice.id, open_rows=lambda: _rows(text), batch_size=3
+    )
+    assert (report.rows, report.created, report.updated) == (11, 10, 1)
+    # Tried for the first batch (empty account), the second (the first was all new) and
+    # the fourth; not for the third, after a batch that was not all new.
+    assert guesses == ([True, False, True] if db.is_sqlite else [False, False, False])
+    held = contacts_of(alice)
+    assert len(held) == 10
+    assert held[numbers[0]]["custom_parameters"] == {"plan": "free"}
+    assert alice.total(segment_id) == 6
+    assert stale_counts(db, alice.id) == {}
+
+
+def test_files_with_more_keys_than_a_staging_table_holds(alice: User) -> None:
+    keys = [f"k{n}" for n in range(450)]  # three staging tables of at most 200 keys
+    first, second = "+393331234567", "+393331234568"
+    text = (
+        "phone_number," + ",".join(keys) + "\n"
+        f"{first}," + ",".join(f"V{n}" for n in range(450)) + "\n"
+        f"{second}," + ",".join("" if n % 2 else str(n) for n in range(450)) + "\n"
+    )
+    assert imported(alice, text)["created"] == 2
+    held = contacts_of(alice)
+    assert held[first]["custom_parameters"] == {key: f"V{n}" for n, key in enumerate(keys)}
+    assert held[second]["custom_parameters"] == {
+        key: str(n) for n, key in enumerate(keys) if n % 2 == 0
+    }
+    # Every key is in the parameter index, folded or as a number, whichever table it was in.
+    for n in (0, 199, 200, 449):
+        exact = alice.make_segment(
+            **{
+                "filters_custom_parameter_key[0]": keys[n],
+                "filters_custom_parameter_condition[0]": "exact",
+                "filters_custom_parameter_value[0]": f"v{n}",
+            }
+        )
+        assert alice.total(exact) == 1
+    bigger = alice.make_segment(
+        **{
+            "filters_custom_parameter_key[0]": "k448",
+            "filters_custom_parameter_condition[0]": "bigger_than",
+            "filters_custom_parameter_value[0]": "447.5",
+        }
+    )
+    assert alice.total(bigger) == 1
+
+
+def test_an_import_past_the_last_id_is_refused_with_nothing_written(
+    alice: User, bob: User, db: Database
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("SQLite numbers ids itself; PostgreSQL's sequence refuses them")
+    with db.write() as session:
+        session.execute(
+            insert(contacts).values(
+                id=MAX_ID - 1,
+                user_id=bob.id,
+                phone_number="+393330000001",
+                custom_parameters={},
+                datetime=utcnow(),
+            )  # fmt: skip
+        )
+    response = upload(alice, "phone_number\n+393331234567\n+393331234568\n")
+    assert response.status_code == 400
+    assert "no ids left for 2 new contacts" in response.json()["errors"][0]["detail"]
+    assert contacts_of(alice) == {}
 
 
 # -- export --------------------------------------------------------------------------

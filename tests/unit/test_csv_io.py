@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from segmenti import errors
-from segmenti.contacts import csv_io
+from segmenti.contacts import csv_io, staging
 from segmenti.contacts.csv_io import BadRow, ContactRow
-from segmenti.contacts.reader_process import ChildReader
+from segmenti.contacts.reader_process import ChildStager
+from segmenti.contacts.staging import StagedBatch
 
 
 def read(text: str) -> list[csv_io.Row]:
@@ -122,15 +124,50 @@ def test_csv_chunks_stream_every_row() -> None:
     assert "".join(chunks) == "a\r\n" + "x\r\n" * 5
 
 
-def test_a_child_process_reads_the_same_rows(tmp_path: Path) -> None:
-    text = 'phone_number,name,plan\n+393331234567,"A\nB",pro\nbad,x,y\n+14155552671,,\n'
+def _staged(batches: list[StagedBatch]) -> list[tuple[Any, ...]]:
+    """Each batch as what it says and what its file holds."""
+    shown = []
+    for batch in batches:
+        held = []
+        if batch.path is not None:
+            # PostgreSQL's tables: schema-less, as read_stage wants them.
+            keys = list(staging.read_stage(batch.path, staging.stage_tables("postgresql").keys))
+            tables = staging.stage_tables("postgresql", [key for _, key in keys])
+            for table in (tables.rows, tables.keys, *tables.more):
+                held.append(list(staging.read_stage(batch.path, table)))
+        shown.append((batch.rows, batch.last_line, batch.invalid, held))
+    return shown
+
+
+def test_a_child_process_stages_the_same_batches(tmp_path: Path) -> None:
+    text = (
+        'phone_number,name,plan\n+393331234567,"A\nB",Pro\nbad,x,y\n+14155552671,,\n'
+        "+393331234567,,free\n+442071838750,Z,12\nworse,,\n"
+    )
     path = tmp_path / "in.csv"
     path.write_text(text, encoding="utf-8")
-    child = ChildReader(path)
-    assert list(child) == read(text)
+    (tmp_path / "child").mkdir()
+    (tmp_path / "here").mkdir()
+    child = ChildStager(path, tmp_path / "child", batch_size=2)
+    from_child = list(child)
+    here = list(staging.stage_batches(read(text), tmp_path / "here", batch_size=2))
+    assert _staged(from_child) == _staged(here)
+    # Three valid rows, then one with the last bad row only; repeats fold within a batch.
+    assert [(batch.rows, batch.last_line) for batch in from_child] == [(2, 5), (2, 7), (0, 8)]
+    first_rows, first_keys = _staged(from_child)[0][3]
+    assert [row[1] for row in first_rows] == ["+393331234567", "+14155552671"]
+    # Only the first row has a plan; its value is folded, and not a number.
+    assert first_keys == [(0, "plan")]
+    assert [row[-2:] for row in first_rows] == [("pro", None), (staging.ABSENT, None)]
     assert child.header == ("phone_number", "name", "plan")
     assert child.position == len(text.encode())
     path.write_text("name\nx\n", encoding="utf-8")
     with pytest.raises(errors.Invalid, match="no phone_number column") as raised:
-        list(ChildReader(path))
+        list(ChildStager(path, tmp_path / "child", batch_size=2))
     assert raised.value.parameter == "file"
+
+
+def test_staged_batches_can_start_small_and_grow_to_the_batch_size(tmp_path: Path) -> None:
+    text = "phone_number\n" + "".join(f"+3933300000{n:02d}\n" for n in range(40))
+    batches = staging.stage_batches(read(text), tmp_path, batch_size=8, first_size=2)
+    assert [batch.rows for batch in batches] == [2, 3, 4, 6, 8, 8, 8, 1]

@@ -17,8 +17,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from segmenti import auth, errors
-from segmenti.contacts import csv_io, export, importer
-from segmenti.contacts.reader_process import ChildReader
+from segmenti.contacts import csv_io, export, importer, staging
+from segmenti.contacts.reader_process import ChildStager
+from segmenti.contacts.staging import StagedBatch
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.settings import Settings
@@ -50,34 +51,41 @@ def fail(error: errors.SegmentiError) -> typer.Exit:
 UserOption = Annotated[int, typer.Option("--user", help="The user (tenant) whose contacts.")]
 
 
-# Files from this size on are parsed in a second process (`reader_process`), when there
-# is a second core: below it, starting that process costs more than it saves.
+# Files from this size on are read and staged in a second process (`reader_process`),
+# when there is a second core: below it, starting that process costs more than it saves.
 PARALLEL_FROM_BYTES = 4 * 1024 * 1024
 
 
 class _File:
     """An import file, read once per pass; remembers how far the current pass got."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, batch_size: int) -> None:
         self.path = path
         self.size = path.stat().st_size
+        self.batch_size = batch_size
         self.header: tuple[str, ...] = ()
         self.parallel = self.size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) > 1
         self._binary: IO[bytes] | None = None
-        self._child: ChildReader | None = None
+        self._child: ChildStager | None = None
 
     def rows(self) -> Iterator[csv_io.Row]:
-        if self.parallel:
-            self._child = ChildReader(self.path)
-            for row in self._child:
-                self.header = self._child.header
-                yield row
-            return
+        """The rows, read here (`--strict`'s checking pass)."""
         with self.path.open("rb") as binary:
             self._binary = binary
             reader = csv_io.CsvReader(csv_io.text_stream(binary))
             self.header = reader.header.columns
             yield from reader
+
+    def batches(self, directory: Path) -> Iterator[StagedBatch]:
+        """The staged batches of the writing pass, staged by a child process if worth it."""
+        if not self.parallel:
+            rows = self.rows()
+            yield from staging.stage_batches(rows, directory, batch_size=self.batch_size)
+            return
+        self._child = ChildStager(self.path, directory, batch_size=self.batch_size)
+        for batch in self._child:
+            self.header = self._child.header
+            yield batch
 
     def position(self) -> int:
         if self._child is not None:
@@ -121,13 +129,13 @@ def import_command(
         typer.Option("--errors", help="Write every bad row (line, reason, fields) to this CSV."),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=100_000, help="Rows per committed batch.")
+        int, typer.Option(min=1, max=1_000_000, help="Rows per committed batch.")
     ] = importer.BATCH_SIZE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Imports contacts from a CSV file (upsert by phone number, batches committed as
     they go). See the README's "CSV import and export" for the columns and rules."""
-    source = _File(file)
+    source = _File(file, batch_size=batch_size)
     sink = _ErrorsFile(errors_file, source) if errors_file is not None else None
     db = database()
     started = time.perf_counter()
@@ -154,6 +162,7 @@ def import_command(
                 db,
                 user_id=user,
                 open_rows=source.rows,
+                open_batches=source.batches,
                 strict=strict,
                 batch_size=batch_size,
                 on_invalid=sink,

@@ -24,23 +24,27 @@ A user without segments pays nothing for either.
 
 from __future__ import annotations
 
-import json
 import logging
+import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, any_, delete, func, insert, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from psycopg import sql
+from sqlalchemy import Table, and_, case, delete, false, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement, FromClause
 
 from segmenti import auth, errors
-from segmenti.contacts.csv_io import BadRow, ContactRow, Row
-from segmenti.db.bulk import BulkWriter
+from segmenti.contacts import staging
+from segmenti.contacts.csv_io import BadRow, Row
+from segmenti.contacts.staging import StagedBatch, StageTables
 from segmenti.db.engine import Database
-from segmenti.db.tables import contact_parameters, contacts, segment_members, segments
+from segmenti.db.tables import MAX_ID, contact_parameters, contacts, segment_members, segments
 from segmenti.segments import counts, filters
 from segmenti.segments.filters import ContactState
 from segmenti.segments.service import count_filter
@@ -48,8 +52,8 @@ from segmenti.timeutil import utcnow
 
 log = logging.getLogger("segmenti")
 
-BATCH_SIZE = 10_000
-# Rows per look-up or delete statement.
+BATCH_SIZE = 100_000
+# Contacts per statement of the count updates.
 CHUNK = 10_000
 # How many invalid rows a report keeps (the CLI's --errors file gets all of them).
 SHOWN_INVALID = 10
@@ -107,13 +111,16 @@ def import_contacts(
     *,
     user_id: int,
     open_rows: Callable[[], Iterable[Row]],
+    open_batches: Callable[[Path], Iterable[StagedBatch]] | None = None,
     strict: bool = False,
     batch_size: int = BATCH_SIZE,
     on_invalid: Callable[[BadRow], None] | None = None,
     on_batch: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
-    """Imports the rows `open_rows()` yields. With `strict`, the rows are read twice: once
-    to find bad rows (any: `errors.Invalid`, nothing written), once to write."""
+    """Imports the rows `open_rows()` yields, staged (`staging.py`) in this process, or
+    the batches `open_batches(directory)` stages elsewhere (the CLI's reader process)
+    into that directory. With `strict`, the rows are first read once to find bad rows
+    (any: `errors.Invalid`, nothing written)."""
     with db.read() as session:
         if not auth.user_exists(session, user_id=user_id):
             raise errors.NotFound(f"user {user_id} does not exist")
@@ -122,17 +129,38 @@ def import_contacts(
     report = ImportReport()
     with db.read() as session:
         known = _count_contacts(session, user_id=user_id)
+    guess_new = known == 0
     try:
-        for batch in _batches(open_rows(), report, batch_size=batch_size, on_invalid=on_invalid):
-            with db.write() as session:
-                created = _write_batch(session, user_id=user_id, batch=batch, known=known)
-            known += created
-            report.created += created
-            report.updated += batch.rows - created
-            report.batches += 1
-            report.committed_through_line = batch.last_line
-            if on_batch is not None:
-                on_batch(report)
+        with (
+            tempfile.TemporaryDirectory(prefix="segmenti-import-") as scratch,
+            db.background_checkpoints(),
+        ):
+            directory = Path(scratch)
+            if open_batches is not None:
+                batches = open_batches(directory)
+            else:
+                batches = staging.stage_batches(open_rows(), directory, batch_size=batch_size)
+            for batch in batches:
+                _note_invalid(report, batch.invalid, on_invalid)
+                if batch.path is None:
+                    continue
+                report.rows += batch.rows
+                try:
+                    ids = _write_staged(
+                        db, user_id=user_id, batch=batch, known=known, guess_new=guess_new
+                    )
+                finally:
+                    batch.path.unlink(missing_ok=True)
+                created = ids.created
+                # New numbers tend to come in runs: a first import, a file of sign-ups.
+                guess_new = created == ids.rows
+                known += created
+                report.created += created
+                report.updated += batch.rows - created
+                report.batches += 1
+                report.committed_through_line = batch.last_line
+                if on_batch is not None:
+                    on_batch(report)
     except errors.Invalid as exc:  # the file broke down part-way (not UTF-8, bad CSV)
         raise ImportStopped(report, exc.detail or exc.title, status=400) from exc
     except Exception as exc:
@@ -140,6 +168,17 @@ def import_contacts(
                   exc_info=exc)  # fmt: skip
         raise ImportStopped(report, f"the import failed ({type(exc).__name__})") from exc
     return report
+
+
+def _note_invalid(
+    report: ImportReport, invalid: list[BadRow], on_invalid: Callable[[BadRow], None] | None
+) -> None:
+    for bad in invalid:
+        report.invalid += 1
+        if len(report.first_invalid) < SHOWN_INVALID:
+            report.first_invalid.append(bad)
+        if on_invalid is not None:
+            on_invalid(bad)
 
 
 def _check_all(rows: Iterable[Row], *, on_invalid: Callable[[BadRow], None] | None) -> None:
@@ -161,174 +200,329 @@ def _check_all(rows: Iterable[Row], *, on_invalid: Callable[[BadRow], None] | No
         )
 
 
-@dataclass
-class _Batch:
-    """Rows to write, one per number (repeats folded in file order)."""
-
-    contacts: dict[str, ContactRow]
-    rows: int
-    last_line: int
-
-
-def _batches(
-    rows: Iterable[Row],
-    report: ImportReport,
-    *,
-    batch_size: int,
-    on_invalid: Callable[[BadRow], None] | None,
-) -> Iterator[_Batch]:
-    pending: dict[str, ContactRow] = {}
-    count = 0
-    last_line = 0
-    for row in rows:
-        last_line = row.line
-        if isinstance(row, BadRow):
-            report.invalid += 1
-            if len(report.first_invalid) < SHOWN_INVALID:
-                report.first_invalid.append(row)
-            if on_invalid is not None:
-                on_invalid(row)
-            continue
-        report.rows += 1
-        count += 1
-        e164 = row.phone.e164
-        earlier = pending.get(e164)
-        pending[e164] = row if earlier is None else _later(earlier, row)
-        if count >= batch_size:
-            yield _Batch(pending, count, last_line)
-            pending, count = {}, 0
-    if count:
-        yield _Batch(pending, count, last_line)
-
-
-def _later(earlier: ContactRow, row: ContactRow) -> ContactRow:
-    """Row `row` applied after `earlier` to the same number: the given fields win."""
-    return ContactRow(
-        row.line,
-        row.phone,
-        earlier.name if row.name is None else row.name,
-        earlier.has_opted_out if row.has_opted_out is None else row.has_opted_out,
-        earlier.custom_parameters if row.custom_parameters is None else row.custom_parameters,
-    )
-
-
 # -- one batch, one transaction --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Existing:
-    id: int
-    name: str
-    custom_parameters: dict[str, str]
-    state: ContactState
+def _write_staged(
+    db: Database, *, user_id: int, batch: StagedBatch, known: int, guess_new: bool
+) -> _Ids:
+    assert batch.path is not None
+    if db.is_sqlite:
+        # The batch's file is read in place, attached to the writing connection. Bulk:
+        # the foreign keys of the rows written (a contact's user, a parameter's contact)
+        # hold by construction, as every contact id comes from batch_map, which holds
+        # the user's contacts found by number and the new ones written in this
+        # transaction for this user; checking them again would cost a look-up per
+        # parameter (~10% of the write). The commit leaves checkpoints to the thread
+        # `import_contacts` runs.
+        attached = db.write_attached(schema=staging.STAGE_SCHEMA, path=batch.path, bulk=True)
+        with attached as session:
+            keys = staging.stage_tables("sqlite").keys
+            names = session.execute(select(keys.c.key).order_by(keys.c.position)).scalars()
+            stage = staging.stage_tables("sqlite", list(names))
+            return _write_batch(session, stage, user_id=user_id, known=known, guess_new=guess_new)
+    with db.write() as session:
+        stage = _copy_stage(session, batch.path)
+        return _write_batch(session, stage, user_id=user_id, known=known, guess_new=guess_new)
 
 
-# In table order, which is the order SQLAlchemy compiles an INSERT's columns in.
-_CONTACT_COLUMNS = (
-    "user_id",
-    "name",
-    "phone_number",
-    "custom_parameters",
-    "continent_code",
-    "country_code",
-    "has_opted_out",
-    "last_datetime",
-    "datetime",
-)
-_PARAMETER_COLUMNS = ("contact_id", "key", "user_id", "value_folded", "value_number")
+def _copy_stage(session: Session, path: Path) -> StageTables:
+    """PostgreSQL: the batch's staged tables, copied into temporary tables."""
+    dialect = session.get_bind().dialect.name
+    keys = staging.stage_tables(dialect).keys
+    stage = staging.stage_tables(dialect, [key for _, key in staging.read_stage(path, keys)])
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    for table in (stage.rows, *stage.more):
+        table.create(connection)
+        name = sql.Identifier(table.name)
+        columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in table.columns)
+        with driver.cursor() as cursor:
+            with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(name, columns)) as copy:
+                for row in staging.read_stage(path, table):
+                    copy.write_row(row)
+            _analyze(cursor, table)
+    return stage
 
 
-def _write_batch(session: Session, *, user_id: int, batch: _Batch, known: int) -> int:
-    """Writes one batch and keeps the counts exact; returns how many contacts it created."""
+def _analyze(cursor: Any, table: Any) -> None:
+    # PostgreSQL never analyzes temporary tables by itself; the joins want their sizes.
+    cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table.name)))
+
+
+def _write_batch(
+    session: Session, stage: StageTables, *, user_id: int, known: int, guess_new: bool
+) -> _Ids:
+    """Writes the staged batch and keeps the counts exact. Set-based: a fixed number of
+    statements whatever the batch's size. With `guess_new`, first tries the batch as
+    new contacts only (`_insert_all_new`)."""
     # Exclusive: no other writer of this user's contacts or segments runs until the batch
-    # commits, so the numbers looked up below are still (not) there at the upsert.
+    # commits, so the numbers looked up below are still (not) there at the writes.
     version = counts.lock_tenant(session, user_id=user_id, exclusive=True)
     predicates = counts.filter_predicates(session, user_id=user_id, version=version)
     track = bool(predicates) or _has_list_segments(session, user_id=user_id)
-    rows = batch.contacts
-    existing = _existing(session, user_id=user_id, e164s=list(rows))
-    writer = BulkWriter(session)
-    now = writer.timestamp(utcnow())
-    # value -> (folded, number): parameter values repeat a lot (plans, cities, ages).
-    indexed: dict[str, tuple[str, float | None]] = {}
-    fold, parse_number = filters.fold, filters.parse_number
-    values: list[tuple[Any, ...]] = []
-    changes: list[counts.Change] = []
-    # (e164, key, folded, number) of every parameter of the contacts whose parameters the
-    # file gives: their contact_parameters rows are replaced.
-    replaced: list[tuple[str, str, str, float | None]] = []
-    replaced_existing: list[int] = []
-    for e164, row in rows.items():
-        old = existing.get(e164)
-        custom = row.custom_parameters
-        parameters: Mapping[str, tuple[str, float | None]] | None = None
-        if custom is not None:
-            given: dict[str, tuple[str, float | None]] = {}
-            for key, value in custom.items():
-                derived = indexed.get(value)
-                if derived is None:
-                    derived = indexed[value] = (fold(value), parse_number(value))
-                given[key] = derived
-                replaced.append((e164, key, *derived))
-            parameters = given
-            if old is not None:
-                replaced_existing.append(old.id)
-        elif old is not None:
-            custom = old.custom_parameters
-        else:
-            custom = {}
-        if row.has_opted_out is not None:
-            opted_out = row.has_opted_out
-        else:
-            opted_out = old is not None and old.state.has_opted_out
-        phone = row.phone
-        values.append(
-            (
-                user_id,
-                row.name if row.name is not None else (old.name if old else ""),
-                e164,
-                writer.json(custom),
-                phone.continent_code,
-                phone.country_code,
-                opted_out,
-                None if old is None else now,
-                now,
-            )
-        )
-        if not track:
-            continue
-        if parameters is None:
-            parameters = old.state.parameters if old is not None else {}
-        after = ContactState(phone.country_code, phone.continent_code, opted_out, parameters)
-        if old is None:
-            changes.append(counts.Change(0, None, after))
-        elif after != old.state:
-            changes.append(counts.Change(old.id, old.state, after))
-    writer.executemany(_upsert(session), _CONTACT_COLUMNS, values)
-    created = [e164 for e164 in rows if e164 not in existing]
-    ids = {e164: old.id for e164, old in existing.items()}
-    ids.update(_ids(session, user_id=user_id, e164s=created))
-    for chunk in _chunks(replaced_existing):
-        session.execute(
-            delete(contact_parameters).where(
-                contact_parameters.c.user_id == user_id,
-                contact_parameters.c.contact_id.in_(chunk),
-            )
-        )
-    writer.executemany(
-        insert(contact_parameters),
-        _PARAMETER_COLUMNS,
-        [(ids[e164], key, user_id, folded, number) for e164, key, folded, number in replaced],
-    )
+    now = utcnow()
+    ids = _insert_all_new(session, stage, user_id=user_id, now=now) if guess_new else None
+    if ids is not None:
+        changes = _changes(session, stage, ids, user_id=user_id) if track else []
+    else:
+        ids = _map_numbers(session, stage, user_id=user_id)
+        changes = _changes(session, stage, ids, user_id=user_id) if track else []
+        if ids.created < ids.rows:
+            _update_existing(session, stage, user_id=user_id, now=now)
+            _delete_replaced_parameters(session, stage, user_id=user_id)
+        _insert_new(session, stage, ids, user_id=user_id, now=now)
+    _insert_parameters(session, stage, ids, user_id=user_id)
     if track:
         _update_counts(
             session,
             user_id=user_id,
             predicates=predicates,
             changes=changes,
-            contacts_after=known + len(created),
+            contacts_after=known + ids.created,
         )
-    return len(created)
+    if ids.mapped and session.get_bind().dialect.name == "sqlite":
+        stage.batch_map.drop(session.connection())  # (PostgreSQL drops it at commit)
+    return ids
+
+
+@dataclass(frozen=True)
+class _Ids:
+    """Which contact each staged row (`seq`) is, once batch_map is written.
+
+    Through batch_map, in general. When every row of the batch is a new contact (every
+    batch of a first import) and the ids were given in file order (SQLite), the id of
+    row `seq` is simply `first + seq`: no join, which spares a look-up per parameter."""
+
+    batch_map: Table
+    rows: int
+    created: int
+    first: int | None
+    # Whether batch_map was written.
+    mapped: bool = True
+
+    def of(self, table: Table) -> tuple[ColumnElement[Any], FromClause]:
+        """The contact id of each row of a staged table, and what to select it from."""
+        if self.first is not None:
+            return literal(self.first) + table.c.seq, table
+        batch_map = self.batch_map
+        return batch_map.c.id, table.join(batch_map, batch_map.c.seq == table.c.seq)
+
+
+def _insert_all_new(
+    session: Session, stage: StageTables, *, user_id: int, now: datetime
+) -> _Ids | None:
+    """SQLite: writes the batch's contacts on the guess that every number is new (each
+    batch of a first import), with ids following seq: no number is looked up first,
+    and no batch_map is needed. A number the user has fails the insert on the unique
+    key; the insert is then undone (a savepoint) and None returned, for the general way."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    last = session.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one()
+    total = session.execute(select(func.count()).select_from(stage.rows)).scalar_one()
+    _check_ids_left(last + total, total)
+    ids = _Ids(stage.batch_map, total, total, last + 1, mapped=False)
+    try:
+        with session.begin_nested():
+            _insert_new(session, stage, ids, user_id=user_id, now=now)
+    except IntegrityError:
+        return None
+    return ids
+
+
+def _check_ids_left(top: int, created: int) -> None:
+    if created and top > MAX_ID:
+        raise errors.Invalid(
+            f"the database has no ids left for {created} new contacts", parameter="file"
+        )
+
+
+def _map_numbers(session: Session, stage: StageTables, *, user_id: int) -> _Ids:
+    """batch_map: each staged row's contact, found by number, or the id the new contact
+    will have (given now, so that its parameters can be written set-based too)."""
+    rows, batch_map = stage.rows, stage.batch_map
+    batch_map.create(session.connection())
+    is_new = contacts.c.id.is_(None)
+    contact_id: ColumnElement[Any]
+    last = None
+    if session.get_bind().dialect.name == "postgresql":
+        # (COALESCE evaluates nextval only for the rows that need it.)
+        sequence = func.pg_get_serial_sequence(contacts.name, contacts.c.id.name)
+        contact_id = func.coalesce(contacts.c.id, func.nextval(sequence))
+    else:
+        # The ids the rowid would give, max(id) + 1 onwards, in file order; BEGIN
+        # IMMEDIATE made this the only writer, so nobody else takes them first.
+        last = session.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one()
+        rank = func.row_number().over(partition_by=is_new, order_by=rows.c.seq)
+        contact_id = case((is_new, last + rank), else_=contacts.c.id)
+    found = select(rows.c.seq, contact_id, is_new).outerjoin_from(
+        rows,
+        contacts,
+        and_(contacts.c.user_id == user_id, contacts.c.phone_number == rows.c.phone_number),
+    )
+    session.execute(insert(batch_map).from_select(["seq", "id", "is_new"], found))
+    if session.get_bind().dialect.name == "postgresql":
+        driver = session.connection().connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            _analyze(cursor, batch_map)
+    total, created, top = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((batch_map.c.is_new, 1), else_=0)), 0),
+            func.max(batch_map.c.id),
+        )
+    ).one()
+    _check_ids_left(top or 0, created)
+    first = last + 1 if last is not None and created == total else None
+    return _Ids(batch_map, int(total), int(created), first)
+
+
+def _changes(
+    session: Session, stage: StageTables, ids: _Ids, *, user_id: int
+) -> list[counts.Change]:
+    """Each staged contact's state before and after the batch, for the counts. Read
+    before the batch's writes, unless every contact is new (nothing before)."""
+    rows, batch_map = stage.rows, stage.batch_map
+    indexed = filters.indexed_parameters
+    if not ids.mapped:
+        result = session.execute(
+            select(
+                rows.c.country_code,
+                rows.c.continent_code,
+                rows.c.has_opted_out,
+                rows.c.custom_parameters,
+            )  # fmt: skip
+        )
+        return [
+            counts.Change(
+                0, None, ContactState(country, continent, bool(opted_out), indexed(custom or {}))
+            )
+            for country, continent, opted_out, custom in result
+        ]
+    old = contacts
+    result = session.execute(
+        select(
+            batch_map.c.id,
+            batch_map.c.is_new,
+            rows.c.country_code,
+            rows.c.continent_code,
+            rows.c.has_opted_out,
+            rows.c.custom_parameters,
+            old.c.country_code.label("old_country_code"),
+            old.c.continent_code.label("old_continent_code"),
+            old.c.has_opted_out.label("old_has_opted_out"),
+            old.c.custom_parameters.label("old_custom_parameters"),
+        )
+        .join_from(batch_map, rows, rows.c.seq == batch_map.c.seq)
+        .outerjoin(old, and_(old.c.user_id == user_id, old.c.id == batch_map.c.id))
+    )
+    changes: list[counts.Change] = []
+    for row in result:
+        custom = row.custom_parameters
+        if row.is_new:
+            after = ContactState(
+                row.country_code,
+                row.continent_code,
+                bool(row.has_opted_out),
+                indexed(custom or {}),
+            )
+            changes.append(counts.Change(0, None, after))
+            continue
+        old_parameters = indexed(row.old_custom_parameters or {})
+        before = ContactState(
+            row.old_country_code,
+            row.old_continent_code,
+            bool(row.old_has_opted_out),
+            old_parameters,
+        )
+        after = ContactState(
+            row.country_code,
+            row.continent_code,
+            before.has_opted_out if row.has_opted_out is None else bool(row.has_opted_out),
+            old_parameters if custom is None else indexed(custom),
+        )
+        if after != before:
+            changes.append(counts.Change(row.id, before, after))
+    return changes
+
+
+def _update_existing(session: Session, stage: StageTables, *, user_id: int, now: datetime) -> None:
+    """The file's fields replace the contact's; the ones it does not give (NULL) stay."""
+    rows, batch_map = stage.rows, stage.batch_map
+    session.execute(
+        update(contacts)
+        .where(
+            contacts.c.user_id == user_id,
+            contacts.c.id == batch_map.c.id,
+            ~batch_map.c.is_new,
+            rows.c.seq == batch_map.c.seq,
+        )
+        .values(
+            name=func.coalesce(rows.c.name, contacts.c.name),
+            custom_parameters=func.coalesce(rows.c.custom_parameters, contacts.c.custom_parameters),
+            country_code=rows.c.country_code,
+            continent_code=rows.c.continent_code,
+            has_opted_out=func.coalesce(rows.c.has_opted_out, contacts.c.has_opted_out),
+            last_datetime=now,
+        )
+    )
+
+
+def _insert_new(
+    session: Session, stage: StageTables, ids: _Ids, *, user_id: int, now: datetime
+) -> None:
+    if not ids.created:
+        return
+    rows = stage.rows
+    contact_id, source = ids.of(rows)
+    new = select(
+        contact_id,
+        literal(user_id),
+        func.coalesce(rows.c.name, ""),
+        rows.c.phone_number,
+        func.coalesce(rows.c.custom_parameters, literal({}, contacts.c.custom_parameters.type)),
+        rows.c.continent_code,
+        rows.c.country_code,
+        func.coalesce(rows.c.has_opted_out, false()),
+        literal(now, contacts.c.datetime.type),
+    ).select_from(source)
+    if ids.first is None:
+        new = new.where(stage.batch_map.c.is_new)
+    columns = ["id", "user_id", "name", "phone_number", "custom_parameters",
+               "continent_code", "country_code", "has_opted_out", "datetime"]  # fmt: skip
+    session.execute(insert(contacts).from_select(columns, new.order_by(rows.c.seq)))
+
+
+def _delete_replaced_parameters(session: Session, stage: StageTables, *, user_id: int) -> None:
+    """The old parameter index rows of the existing contacts whose parameters the file
+    gives (`_insert_parameters` writes their new ones)."""
+    rows, batch_map = stage.rows, stage.batch_map
+    given = (
+        select(batch_map.c.id)
+        .join_from(batch_map, rows, rows.c.seq == batch_map.c.seq)
+        .where(~batch_map.c.is_new, rows.c.custom_parameters.is_not(None))
+    )
+    session.execute(
+        delete(contact_parameters).where(
+            contact_parameters.c.user_id == user_id, contact_parameters.c.contact_id.in_(given)
+        )
+    )
+
+
+def _insert_parameters(session: Session, stage: StageTables, ids: _Ids, *, user_id: int) -> None:
+    """The parameter index rows of every staged contact whose parameters the file gives,
+    one statement per key."""
+    columns = ["contact_id", "key", "user_id", "value_folded", "value_number"]
+    for key, values, value, number in stage.parameters():
+        contact_id, source = ids.of(values)
+        staged = (
+            select(contact_id, literal(key), literal(user_id), value, number)
+            .select_from(source)
+            .where(value != staging.ABSENT)
+        )
+        session.execute(insert(contact_parameters).from_select(columns, staged))
 
 
 def _has_list_segments(session: Session, *, user_id: int) -> bool:
@@ -342,80 +536,9 @@ def _has_list_segments(session: Session, *, user_id: int) -> bool:
     )
 
 
-def _upsert(session: Session) -> Any:
-    # The exclusive tenant lock means a conflict cannot come from a concurrent writer; the
-    # upsert lets new and existing numbers go in one executemany all the same.
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(contacts)
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=[contacts.c.user_id, contacts.c.phone_number],
-        set_={
-            "name": excluded.name,
-            "custom_parameters": excluded.custom_parameters,
-            "country_code": excluded.country_code,
-            "continent_code": excluded.continent_code,
-            "has_opted_out": excluded.has_opted_out,
-            "last_datetime": excluded.last_datetime,
-        },
-    )
-
-
 def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
-
-
-def _one_of(session: Session, column: Any, values: Sequence[str]) -> Any:
-    """`column IN (values)` with the whole list as one bound parameter: a JSON array that
-    SQLite's json_each unpacks, or a PostgreSQL array. Thousands of `IN (?, ?, ...)`
-    parameters would cost more to compile and bind than the look-up itself."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(list(values), ARRAY(String)))
-    each = func.json_each(literal(json.dumps(list(values)), String)).table_valued("value")
-    return column.in_(select(each.c.value))
-
-
-def _existing(session: Session, *, user_id: int, e164s: Sequence[str]) -> dict[str, _Existing]:
-    found: dict[str, _Existing] = {}
-    for chunk in _chunks(e164s):
-        result = session.execute(
-            select(
-                contacts.c.id,
-                contacts.c.phone_number,
-                contacts.c.name,
-                contacts.c.custom_parameters,
-                contacts.c.country_code,
-                contacts.c.continent_code,
-                contacts.c.has_opted_out,
-            ).where(contacts.c.user_id == user_id, _one_of(session, contacts.c.phone_number, chunk))
-        )
-        for row in result:
-            custom = dict(row.custom_parameters or {})
-            found[row.phone_number] = _Existing(
-                row.id,
-                row.name,
-                custom,
-                ContactState(
-                    row.country_code,
-                    row.continent_code,
-                    bool(row.has_opted_out),
-                    filters.indexed_parameters(custom),
-                ),
-            )
-    return found
-
-
-def _ids(session: Session, *, user_id: int, e164s: Sequence[str]) -> dict[str, int]:
-    ids: dict[str, int] = {}
-    for chunk in _chunks(e164s):
-        result = session.execute(
-            select(contacts.c.phone_number, contacts.c.id).where(
-                contacts.c.user_id == user_id, _one_of(session, contacts.c.phone_number, chunk)
-            )
-        )
-        ids.update((number, contact_id) for number, contact_id in result)
-    return ids
 
 
 # -- counts ----------------------------------------------------------------------------

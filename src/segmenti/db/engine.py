@@ -18,6 +18,8 @@ serialization failure, a 500.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,8 @@ from segmenti.settings import Settings
 
 # Execution option read by the "begin" hook below: which BEGIN a SQLite transaction uses.
 _SQLITE_BEGIN = "segmenti_sqlite_begin"
+# SQLite's own default: a commit that leaves the log this many pages long checkpoints it.
+WAL_AUTOCHECKPOINT = 1000
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -105,6 +109,7 @@ class Database:
             else self.engine
         )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_engine = write_engine
         self._write = sessionmaker(write_engine, expire_on_commit=False)
 
     @contextmanager
@@ -117,6 +122,66 @@ class Database:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with self._write() as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_attached(self, *, schema: str, path: Path, bulk: bool = False) -> Iterator[Session]:
+        """A write transaction (as `write`) on SQLite with the database file `path`
+        attached as `schema` for its duration (a CSV import's staged batch). ATTACH and
+        DETACH cannot run inside a transaction, so they are issued on the connection
+        just before the transaction begins and just after it ends.
+
+        `bulk`, for a writer whose rows satisfy the foreign keys by construction and
+        that runs `background_checkpoints`: no foreign key checks, and no checkpoint
+        at commit (the background thread does it)."""
+        if not self.is_sqlite:
+            raise ValueError("only SQLite attaches database files")
+        if not schema.isidentifier():
+            raise ValueError(f"not a schema name: {schema!r}")
+        with self._write_engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            driver.execute(f"ATTACH DATABASE ? AS {schema}", (str(path),))
+            if bulk:
+                driver.execute("PRAGMA foreign_keys = OFF")
+                driver.execute("PRAGMA wal_autocheckpoint = 0")
+            try:
+                with Session(connection, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                # Back as every other connection of the pool has them.
+                driver.execute("PRAGMA foreign_keys = ON")
+                driver.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+                driver.execute(f"DETACH DATABASE {schema}")
+
+    @contextmanager
+    def background_checkpoints(self, *, every: float = 0.2) -> Iterator[None]:
+        """SQLite: while the block runs, a thread with its own connection copies the
+        write-ahead log into the database file every `every` seconds. PASSIVE
+        checkpoints never wait for nor block a writer, and the copying runs on another
+        core than the block's (`sqlite3` lets go of the GIL while SQLite works)."""
+        path = self.settings.sqlite_path()
+        if path is None:  # (an in-memory database has no log)
+            yield
+            return
+        stop = threading.Event()
+
+        def checkpoint() -> None:
+            connection = sqlite3.connect(path, isolation_level=None)
+            try:
+                connection.execute(f"PRAGMA busy_timeout = {self.settings.sqlite_busy_timeout_ms}")
+                while not stop.wait(every):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=checkpoint, name="segmenti-checkpoint", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     @contextmanager
     def read_only(self) -> Iterator[Session]:
