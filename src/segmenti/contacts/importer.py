@@ -10,6 +10,10 @@ A row is the contact as the file shows it (the same rule as `POST /api/contacts/
     its cell says so, so no import silently resubscribes anyone;
   * a number repeated in the file is applied in file order (the last row wins).
 
+Rows are staged a batch at a time (`staging.py`: repeats folded, parameters folded and
+parsed, one small SQLite file per batch), and each staged batch is written with a fixed
+handful of set-based statements (`_write_batch`): no Python touches a row on the way in.
+
 Each batch is one transaction, so a crash leaves whole batches and nothing of the one in
 flight; re-running the same file is safe (it upserts). Every committed batch leaves
 every segment's `total_contacts` exact, by one of two means chosen per batch:

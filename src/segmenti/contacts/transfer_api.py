@@ -102,6 +102,12 @@ class _Unclosable(io.RawIOBase):
         pass
 
 
+# Smaller than the CLI's batches: in the server, a batch's rows are held and staged in the
+# serving process itself, and on SQLite each batch holds the write lock every other
+# request's writes wait for (about 0.4 s for 20,000 rows instead of 2 s).
+UPLOAD_BATCH_SIZE = 20_000
+
+
 def import_upload(
     db: Database, *, user_id: int, upload: IO[bytes], strict: bool
 ) -> importer.ImportReport:
@@ -112,7 +118,9 @@ def import_upload(
         binary = io.BufferedReader(_Unclosable(upload))
         yield from csv_io.CsvReader(csv_io.text_stream(binary))
 
-    return importer.import_contacts(db, user_id=user_id, open_rows=rows, strict=strict)
+    return importer.import_contacts(
+        db, user_id=user_id, open_rows=rows, strict=strict, batch_size=UPLOAD_BATCH_SIZE
+    )
 
 
 @router.post(

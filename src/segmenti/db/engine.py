@@ -148,10 +148,14 @@ class Database:
                 with Session(connection, expire_on_commit=False) as session, session.begin():
                     yield session
             finally:
-                # Back as every other connection of the pool has them.
-                driver.execute("PRAGMA foreign_keys = ON")
-                driver.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
-                driver.execute(f"DETACH DATABASE {schema}")
+                try:  # back as every other connection of the pool has them
+                    driver.execute("PRAGMA foreign_keys = ON")
+                    driver.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+                    driver.execute(f"DETACH DATABASE {schema}")
+                except Exception:
+                    # Never back into the pool with checks off or a file attached.
+                    connection.invalidate()
+                    raise
 
     @contextmanager
     def background_checkpoints(self, *, every: float = 0.2) -> Iterator[None]:
