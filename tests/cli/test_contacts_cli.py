@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from segmenti import demo
 from segmenti.cli import app
+from segmenti.contacts import cli as contacts_cli
 from segmenti.contacts import csv_io
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts
@@ -158,13 +159,31 @@ def _demo_csv(path: Path, generated: list[demo.DemoContact]) -> None:
             )
 
 
+def _reader_processes(source: Path) -> list[int]:
+    """Pids of the reader processes staging `source` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not a process
+            continue
+        if b"segmenti.contacts.reader_process" in command and str(source).encode() in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize(
+    "rows", [20_000, 75_000], ids=["read-in-process", "staged-by-reader-process"]
+)
 def test_killing_the_import_leaves_whole_batches_and_exact_counts(
-    env: dict[str, str], user_id: int, db: Database, tmp_path: Path
+    env: dict[str, str], user_id: int, db: Database, tmp_path: Path, rows: int
 ) -> None:
     batch = 250
     source = tmp_path / "big.csv"
-    generated = list(demo.contacts(20_000, seed=11))
+    generated = list(demo.contacts(rows, seed=11))
     _demo_csv(source, generated)
+    by_reader = source.stat().st_size >= contacts_cli.PARALLEL_FROM_BYTES
+    assert by_reader == (rows == 75_000)
     expected = {c.phone.e164: len(c.custom_parameters) for c in generated}
     # Segments present, so every batch also adjusts counts.
     segment_params = [s.params for s in demo.segments(12, seed=2)]
@@ -175,9 +194,11 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
     executable = str(Path(sys.executable).parent / "segmenti")
     command = [executable, "contacts", "import", str(source),
                "--user", str(user_id), "--batch-size", str(batch)]  # fmt: skip
+    scratch = tmp_path / "scratch"  # where a killed import leaves its staging directory
+    scratch.mkdir()
     process = subprocess.Popen(
         command,
-        env={**os.environ, **env},
+        env={**os.environ, **env, "TMPDIR": str(scratch)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -192,9 +213,16 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
                 break
             time.sleep(0.005)
         assert process.poll() is None, "the import finished before it could be killed"
+        if by_reader:
+            assert _reader_processes(source), "no reader process"
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=30)
+    # The reader process notices its parent is gone and exits by itself.
+    deadline = time.monotonic() + 30
+    while _reader_processes(source) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _reader_processes(source) == []
     with db.read() as session:
         numbers = dict(
             session.execute(
