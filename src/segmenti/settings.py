@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 DEFAULT_DATABASE_URL = "sqlite:///var/segmenti.db"
 
 
@@ -84,7 +86,8 @@ class Settings:
         """The file behind a SQLite URL (None for memory databases and other backends)."""
         if not self.is_sqlite:
             return None
-        path = self.database_url.split(":///", 1)[-1]
+        # SQLAlchemy's own parsing: the URL may carry a query (`?timeout=20`).
+        path = make_url(self.database_url).database
         if not path or path == ":memory:":
             return None
         return Path(path)

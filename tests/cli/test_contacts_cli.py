@@ -160,8 +160,10 @@ def _demo_csv(path: Path, generated: list[demo.DemoContact]) -> None:
 
 
 def _reader_processes(source: Path) -> list[int]:
-    """Pids of the reader processes staging `source` (Linux's /proc)."""
-    found = []
+    """Pids of the reader processes staging `source` (Linux's /proc; none elsewhere)."""
+    found: list[int] = []
+    if not Path("/proc").is_dir():
+        return found
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
@@ -182,8 +184,15 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
     source = tmp_path / "big.csv"
     generated = list(demo.contacts(rows, seed=11))
     _demo_csv(source, generated)
-    by_reader = source.stat().st_size >= contacts_cli.PARALLEL_FROM_BYTES
-    assert by_reader == (rows == 75_000)
+    by_reader = contacts_cli._File(source, batch_size=batch).parallel
+    if rows == 75_000:
+        assert source.stat().st_size >= contacts_cli.PARALLEL_FROM_BYTES
+        if not by_reader:
+            pytest.skip("one CPU: the CLI reads every file in its own process")
+        if not Path("/proc").is_dir():
+            pytest.skip("finding the reader process reads Linux's /proc")
+    else:
+        assert not by_reader
     expected = {c.phone.e164: len(c.custom_parameters) for c in generated}
     # Segments present, so every batch also adjusts counts.
     segment_params = [s.params for s in demo.segments(12, seed=2)]

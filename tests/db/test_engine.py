@@ -35,7 +35,8 @@ def test_transactions_are_read_committed_whatever_the_server_default(database_ur
 
 
 def _sqlite(tmp_path: Path) -> Database:
-    return Database(Settings(database_url=f"sqlite:///{tmp_path / 'bulk.db'}"))
+    # With a query: the background checkpoints must still find the file.
+    return Database(Settings(database_url=f"sqlite:///{tmp_path / 'bulk.db'}?timeout=20"))
 
 
 def _pragmas(connection: Any) -> tuple[int, int]:
@@ -68,6 +69,34 @@ def test_a_bulk_attached_write_leaves_its_pooled_connection_as_it_found_it(
                 names = connection.exec_driver_sql("PRAGMA database_list").all()
                 assert [row[1] for row in names] == ["main"]
         assert sqlite3.connect(stage).execute("SELECT count(*) FROM t").fetchone() == (0,)
+    finally:
+        db.dispose()
+
+
+def test_a_failed_bulk_write_raises_its_own_error_when_detaching_fails_too(
+    tmp_path: Path,
+) -> None:
+    db = _sqlite(tmp_path)
+    stage = tmp_path / "stage.db"
+    with sqlite3.connect(stage) as setup:
+        setup.execute("CREATE TABLE t (x)")
+        setup.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+    try:
+        with (
+            pytest.raises(ValueError, match="the batch failed"),
+            db.write_attached(schema="stage", path=stage, bulk=True) as session,
+        ):
+            # A statement still open on the attached file: DETACH then fails ("locked"),
+            # and the connection is discarded rather than pooled with the file attached.
+            driver = session.connection().connection.driver_connection
+            assert driver is not None
+            still_open = driver.execute("SELECT x FROM stage.t")
+            assert still_open.fetchone() == (1,)
+            raise ValueError("the batch failed")
+        with db.engine.connect() as connection:
+            assert _pragmas(connection) == (1, WAL_AUTOCHECKPOINT)
+            names = connection.exec_driver_sql("PRAGMA database_list").all()
+            assert [row[1] for row in names] == ["main"]
     finally:
         db.dispose()
 

@@ -133,7 +133,7 @@ def _staged(batches: list[StagedBatch]) -> list[tuple[Any, ...]]:
             # PostgreSQL's tables: schema-less, as read_stage wants them.
             keys = list(staging.read_stage(batch.path, staging.stage_tables("postgresql").keys))
             tables = staging.stage_tables("postgresql", [key for _, key in keys])
-            for table in (tables.rows, tables.keys, *tables.more):
+            for table in (tables.rows, tables.keys, tables.parameters):
                 held.append(list(staging.read_stage(batch.path, table)))
         shown.append((batch.rows, batch.last_line, batch.invalid, held))
     return shown
@@ -154,10 +154,10 @@ def test_a_child_process_stages_the_same_batches(tmp_path: Path) -> None:
     assert _staged(from_child) == _staged(here)
     # Three valid rows, then one with the last bad row only; repeats fold within a batch.
     assert [(batch.rows, batch.last_line) for batch in from_child] == [(2, 5), (2, 7), (0, 8)]
-    first_rows, first_keys = _staged(from_child)[0][3]
+    first_rows, first_keys, first_narrow = _staged(from_child)[0][3]
     assert [row[1] for row in first_rows] == ["+393331234567", "+14155552671"]
     # Only the first row has a plan; its value is folded, and not a number.
-    assert first_keys == [(0, "plan")]
+    assert (first_keys, first_narrow) == ([(0, "plan")], [])
     assert [row[-2:] for row in first_rows] == [("pro", None), (staging.ABSENT, None)]
     assert child.header == ("phone_number", "name", "plan")
     assert child.position == len(text.encode())

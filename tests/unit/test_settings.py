@@ -50,3 +50,17 @@ def test_settings_come_from_the_environment() -> None:
 def test_bad_settings_are_refused_with_the_variable_name(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=f"SEGMENTI_{name}"):
         Settings.from_env({f"SEGMENTI_{name}": value})
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///var/segmenti.db", Path("var/segmenti.db")),
+        ("sqlite:////srv/data/segmenti.db?timeout=20", Path("/srv/data/segmenti.db")),
+        ("sqlite://", None),
+        ("sqlite:///:memory:", None),
+        ("postgresql+psycopg://u@h/db", None),
+    ],
+)
+def test_the_sqlite_file_is_the_urls_path_without_its_query(url: str, path: Path | None) -> None:
+    assert Settings(database_url=url).sqlite_path() == path

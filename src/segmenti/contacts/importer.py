@@ -28,6 +28,7 @@ A user without segments pays nothing for either.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections import Counter
@@ -135,15 +136,18 @@ def import_contacts(
         known = _count_contacts(session, user_id=user_id)
     guess_new = known == 0
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="segmenti-import-") as scratch,
-            db.background_checkpoints(),
-        ):
+        with contextlib.ExitStack() as stack:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="segmenti-import-"))
+            stack.enter_context(db.background_checkpoints())
             directory = Path(scratch)
             if open_batches is not None:
-                batches = open_batches(directory)
+                batches = iter(open_batches(directory))
             else:
                 batches = staging.stage_batches(open_rows(), directory, batch_size=batch_size)
+            # Closed first, whatever happens: a reader process still staging into the
+            # directory is stopped before the directory is removed.
+            if hasattr(batches, "close"):
+                stack.callback(batches.close)
             for batch in batches:
                 _note_invalid(report, batch.invalid, on_invalid)
                 if batch.path is None:
@@ -238,7 +242,7 @@ def _copy_stage(session: Session, path: Path) -> StageTables:
     connection = session.connection()
     driver = connection.connection.driver_connection
     assert driver is not None
-    for table in (stage.rows, *stage.more):
+    for table in (stage.rows, stage.keys, stage.parameters):
         table.create(connection)
         name = sql.Identifier(table.name)
         columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in table.columns)
@@ -516,16 +520,27 @@ def _delete_replaced_parameters(session: Session, stage: StageTables, *, user_id
 
 
 def _insert_parameters(session: Session, stage: StageTables, ids: _Ids, *, user_id: int) -> None:
-    """The parameter index rows of every staged contact whose parameters the file gives,
-    one statement per key."""
+    """The parameter index rows of every staged contact whose parameters the file gives:
+    one statement per key with columns of its own, one for the keys past them."""
     columns = ["contact_id", "key", "user_id", "value_folded", "value_number"]
-    for key, values, value, number in stage.parameters():
-        contact_id, source = ids.of(values)
+    for key, value, number in stage.wide():
+        contact_id, source = ids.of(stage.rows)
         staged = (
             select(contact_id, literal(key), literal(user_id), value, number)
             .select_from(source)
             .where(value != staging.ABSENT)
         )
+        session.execute(insert(contact_parameters).from_select(columns, staged))
+    if stage.narrow:
+        parameters, keys = stage.parameters, stage.keys
+        contact_id, source = ids.of(parameters)
+        staged = select(
+            contact_id,
+            keys.c.key,
+            literal(user_id),
+            parameters.c.value_folded,
+            parameters.c.value_number,
+        ).select_from(source.join(keys, keys.c.position == parameters.c.position))
         session.execute(insert(contact_parameters).from_select(columns, staged))
 
 

@@ -61,8 +61,11 @@ _CustomJson = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "po
 ABSENT = ""
 NAN = math.nan
 
-# Keys per values table: each key takes two columns, and SQLite allows 2,000 a table.
-KEYS_PER_TABLE = 200
+# Keys that get columns of their own in stage_rows; further keys of a batch are staged
+# one row per given value (stage_parameters). Columns are cheap to stage and write for
+# keys most rows have, but a column costs every row, given or not: a file with hundreds
+# of sparse columns would cost rows x keys.
+WIDE_KEYS = 32
 
 
 @dataclass(frozen=True)
@@ -71,39 +74,33 @@ class StageTables:
 
     rows:       one per distinct number of the batch, `seq` in file order (of the last
                 row with that number); NULL in name, has_opted_out or custom_parameters
-                means the file does not give that field. Then the parameters: the key
-                at position p has the columns value_<p> and number_<p> (what
-                contact_parameters' value_folded and value_number will hold). A given
-                value is never empty, so an empty value_<p> means the row lacks key p
-                (ABSENT). Wide, not one row per parameter: staging a row costs far
-                more than staging a column.
+                means the file does not give that field. Then the parameters of the
+                batch's first 32 keys: the key at position p has the columns value_<p>
+                and number_<p> (what contact_parameters' value_folded and value_number
+                will hold). A given value is never empty, so an empty value_<p> means
+                the row lacks key p (ABSENT). Wide, not one row per parameter: staging
+                a row costs far more than staging a column.
     keys:       the batch's parameter keys, by position.
-    more:       the columns of keys 200-399, 400-599 ..., in tables of their own
-                (`stage_values_1` ...), one row per row that gives parameters: SQLite
-                allows 2,000 columns a table.
+    parameters: the values of keys past the first 32, one row per given value: seq,
+                the key's position, value_folded, value_number.
     batch_map:  written by the importer: which contact each row is (existing or new).
     """
 
     rows: Table
     keys: Table
-    more: tuple[Table, ...]
+    parameters: Table
     batch_map: Table
     key_names: tuple[str, ...]
 
-    def parameters(self) -> Iterator[tuple[str, Table, Column[Any], Column[Any]]]:
-        """(key, the table of its columns, its value column, its number column)."""
-        tables = (self.rows, *self.more)
-        for position, key in enumerate(self.key_names):
-            table = tables[position // KEYS_PER_TABLE]
-            yield key, table, table.c[f"value_{position}"], table.c[f"number_{position}"]
+    def wide(self) -> Iterator[tuple[str, Column[Any], Column[Any]]]:
+        """(key, its value column, its number column) of the keys with columns."""
+        for position, key in enumerate(self.key_names[:WIDE_KEYS]):
+            yield key, self.rows.c[f"value_{position}"], self.rows.c[f"number_{position}"]
 
-
-def _parameter_columns(positions: range) -> list[Column[Any]]:
-    return [
-        column
-        for position in positions
-        for column in (Column(f"value_{position}", Text), Column(f"number_{position}", Float))
-    ]
+    @property
+    def narrow(self) -> bool:
+        """Whether some keys are staged in `parameters`."""
+        return len(self.key_names) > WIDE_KEYS
 
 
 def stage_tables(dialect_name: str, keys: Sequence[str] = ()) -> StageTables:
@@ -113,10 +110,11 @@ def stage_tables(dialect_name: str, keys: Sequence[str] = ()) -> StageTables:
         scratch: dict[str, Any] = {"schema": "temp"}
     else:
         stage = scratch = {"prefixes": ["TEMPORARY"], "postgresql_on_commit": "DROP"}
-    groups = [
-        range(start, min(start + KEYS_PER_TABLE, len(keys)))
-        for start in range(0, len(keys), KEYS_PER_TABLE)
-    ] or [range(0)]
+    wide = [
+        column
+        for position in range(min(len(keys), WIDE_KEYS))
+        for column in (Column(f"value_{position}", Text), Column(f"number_{position}", Float))
+    ]
     rows = Table(
         "stage_rows",
         metadata,
@@ -127,7 +125,7 @@ def stage_tables(dialect_name: str, keys: Sequence[str] = ()) -> StageTables:
         Column("custom_parameters", _CustomJson),
         Column("country_code", String(2)),
         Column("continent_code", String(2)),
-        *_parameter_columns(groups[0]),
+        *wide,
         **stage,
     )
     key_table = Table(
@@ -137,15 +135,14 @@ def stage_tables(dialect_name: str, keys: Sequence[str] = ()) -> StageTables:
         Column("key", String(64), nullable=False),
         **stage,
     )
-    more = tuple(
-        Table(
-            f"stage_values_{number}",
-            metadata,
-            Column("seq", Integer, primary_key=True, autoincrement=False),
-            *_parameter_columns(group),
-            **stage,
-        )
-        for number, group in enumerate(groups[1:], start=1)
+    parameters = Table(
+        "stage_parameters",
+        metadata,
+        Column("seq", Integer, nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("value_folded", Text, nullable=False),
+        Column("value_number", Float),
+        **stage,
     )
     batch_map = Table(
         "batch_map",
@@ -156,7 +153,7 @@ def stage_tables(dialect_name: str, keys: Sequence[str] = ()) -> StageTables:
         Column("is_new", Boolean, nullable=False),
         **scratch,
     )
-    return StageTables(rows, key_table, more, batch_map, tuple(keys))
+    return StageTables(rows, key_table, parameters, batch_map, tuple(keys))
 
 
 _SQLITE = sqlite.dialect()
@@ -247,16 +244,14 @@ def write_stage(path: Path, contacts: Collection[ContactRow]) -> None:
                 if key not in positions:
                     positions[key] = len(positions)
     tables = stage_tables("sqlite", list(positions))
-    # Where each key's (value, number) pair goes in a row's flat list of parameter cells.
-    cell_of = {key: 2 * position for key, position in positions.items()}
-    width = 2 * len(positions)
-    first = min(width, 2 * KEYS_PER_TABLE)  # the cells that go into stage_rows
+    # Where each wide key's (value, number) pair goes in a row's list of cells.
+    cell_of = {key: 2 * position for key, position in positions.items() if position < WIDE_KEYS}
     # Absent: an empty value (a given value is never empty) and NaN for the number,
     # which SQLite stores as NULL. Not None: sqlite3 binds None far slower than a
     # string or a float (it looks for an adapter first), and most cells are absent.
-    no_cells: list[Any] = [ABSENT, NAN] * len(positions)
+    no_cells: list[Any] = [ABSENT, NAN] * len(cell_of)
     rows: list[tuple[Any, ...]] = []
-    more: list[list[tuple[Any, ...]]] = [[] for _ in tables.more]
+    narrow: list[tuple[Any, ...]] = []
     # value -> (folded, number): parameter values repeat a lot (plans, cities, ages).
     derived: dict[str, tuple[str, float]] = {}
     fold, parse_number = filters.fold, filters.parse_number
@@ -270,12 +265,12 @@ def write_stage(path: Path, contacts: Collection[ContactRow]) -> None:
                 if known is None:
                     number = parse_number(value)
                     known = derived[value] = (fold(value), NAN if number is None else number)
-                at = cell_of[key]
-                cells[at] = known[0]
-                cells[at + 1] = known[1]
-            for group, table_rows in enumerate(more, start=1):
-                start = group * 2 * KEYS_PER_TABLE
-                table_rows.append((seq, *cells[start : start + 2 * KEYS_PER_TABLE]))
+                at = cell_of.get(key)
+                if at is None:
+                    narrow.append((seq, positions[key], *known))
+                else:
+                    cells[at] = known[0]
+                    cells[at + 1] = known[1]
         phone = row.phone
         rows.append(
             (
@@ -287,7 +282,7 @@ def write_stage(path: Path, contacts: Collection[ContactRow]) -> None:
                 None if custom is None else orjson.dumps(custom).decode(),
                 phone.country_code,
                 phone.continent_code,
-                *(cells if first == width else cells[:first]),
+                *cells,
             )
         )
     connection = sqlite3.connect(":memory:", isolation_level=None)
@@ -299,7 +294,7 @@ def write_stage(path: Path, contacts: Collection[ContactRow]) -> None:
         written = [
             (tables.rows, rows),
             (tables.keys, list(enumerate(positions))),
-            *zip(tables.more, more, strict=True),
+            (tables.parameters, narrow),
         ]
         for table, table_rows in written:
             connection.execute(_sql(CreateTable(table)))

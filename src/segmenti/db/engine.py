@@ -18,7 +18,6 @@ serialization failure, a 500.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,6 +91,23 @@ def _sqlite_engine(settings: Settings) -> Engine:
     return engine
 
 
+def _restore(connection: Any, driver: Any, schema: str) -> Exception | None:
+    """`write_attached`'s connection back as every other connection of the pool has it:
+    foreign keys checked, checkpoints at commit, nothing attached. If that fails, the
+    connection is discarded instead of pooled, and the error returned."""
+    try:
+        driver.execute("PRAGMA foreign_keys = ON")
+        driver.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        driver.execute(f"DETACH DATABASE {schema}")
+        # (PRAGMA foreign_keys is silently ignored inside a transaction left open.)
+        if driver.execute("PRAGMA foreign_keys").fetchone() != (1,):
+            raise RuntimeError("foreign key checks could not be turned back on")
+    except Exception as exc:
+        connection.invalidate()
+        return exc
+    return None
+
+
 def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -147,15 +163,12 @@ class Database:
             try:
                 with Session(connection, expire_on_commit=False) as session, session.begin():
                     yield session
-            finally:
-                try:  # back as every other connection of the pool has them
-                    driver.execute("PRAGMA foreign_keys = ON")
-                    driver.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
-                    driver.execute(f"DETACH DATABASE {schema}")
-                except Exception:
-                    # Never back into the pool with checks off or a file attached.
-                    connection.invalidate()
-                    raise
+            except BaseException:
+                _restore(connection, driver, schema)  # the block's error is the one to see
+                raise
+            failed = _restore(connection, driver, schema)
+            if failed is not None:
+                raise failed
 
     @contextmanager
     def background_checkpoints(self, *, every: float = 0.2) -> Iterator[None]:
@@ -163,21 +176,19 @@ class Database:
         write-ahead log into the database file every `every` seconds. PASSIVE
         checkpoints never wait for nor block a writer, and the copying runs on another
         core than the block's (`sqlite3` lets go of the GIL while SQLite works)."""
-        path = self.settings.sqlite_path()
-        if path is None:  # (an in-memory database has no log)
+        if self.settings.sqlite_path() is None:  # other backends; memory has no log
             yield
             return
         stop = threading.Event()
+        # A connection of the engine's own pool: the same file, whatever the URL says.
+        connection = self.engine.raw_connection()
 
         def checkpoint() -> None:
-            connection = sqlite3.connect(path, isolation_level=None)
-            try:
-                connection.execute(f"PRAGMA busy_timeout = {self.settings.sqlite_busy_timeout_ms}")
-                while not stop.wait(every):
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                connection.close()
+            driver = connection.driver_connection
+            assert driver is not None
+            while not stop.wait(every):
+                driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
         thread = threading.Thread(target=checkpoint, name="segmenti-checkpoint", daemon=True)
         thread.start()
@@ -186,6 +197,7 @@ class Database:
         finally:
             stop.set()
             thread.join()
+            connection.close()
 
     @contextmanager
     def read_only(self) -> Iterator[Session]:
