@@ -8,8 +8,9 @@ command in its own process: start-up, migrations, reading, normalizing, writing 
 committing every batch. Reports rows/s and the import process's peak RSS (from
 wait4's rusage), which stays flat as the file grows because the file is streamed.
 With --segments N, the user first gets N demo filter segments, so every batch also
-keeps their counts exact. --sizes 100000,1000000 runs several sizes to show memory
-does not grow with the file.
+keeps their counts exact. --sparse-keys K writes K parameter columns instead, three
+filled a row (a wide, sparse spreadsheet). --sizes 100000,1000000 runs several sizes to
+show memory does not grow with the file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -36,22 +38,30 @@ from segmenti.settings import Settings
 SEGMENTI = str(Path(sys.executable).parent / "segmenti")
 
 
-def write_csv(path: Path, count: int, seed: int) -> None:
-    keys = list(demo.PARAMETER_KEYS)
+def write_csv(path: Path, count: int, seed: int, sparse_keys: int = 0) -> None:
+    """Demo contacts with their five parameters; with `sparse_keys`, instead, that many
+    parameter columns of which each row fills three (a wide, sparse spreadsheet)."""
+    keys = [f"k{n}" for n in range(sparse_keys)] if sparse_keys else list(demo.PARAMETER_KEYS)
+    chooser = random.Random(seed)
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(csv_io.export_header(keys))
         for contact in demo.contacts(count, seed=seed):
-            writer.writerow(
-                [contact.phone.e164, contact.name, int(contact.has_opted_out)]
-                + [contact.custom_parameters.get(key, "") for key in keys]
-            )
+            if sparse_keys:
+                cells = [""] * sparse_keys
+                for n in chooser.sample(range(sparse_keys), min(3, sparse_keys)):
+                    cells[n] = f"v{chooser.randrange(50)}"
+            else:
+                cells = [contact.custom_parameters.get(key, "") for key in keys]
+            writer.writerow([contact.phone.e164, contact.name, int(contact.has_opted_out), *cells])
 
 
-def run(count: int, *, seed: int, segments: int, batch_size: int, workdir: Path) -> dict:
+def run(
+    count: int, *, seed: int, segments: int, batch_size: int, sparse_keys: int, workdir: Path
+) -> dict:
     source = workdir / f"contacts-{count}.csv"
     started = time.perf_counter()
-    write_csv(source, count, seed)
+    write_csv(source, count, seed, sparse_keys)
     generated = time.perf_counter() - started
     url = f"sqlite:///{workdir / f'bench-{count}.db'}"
     env = {**os.environ, "SEGMENTI_DATABASE_URL": url}
@@ -85,6 +95,7 @@ def run(count: int, *, seed: int, segments: int, batch_size: int, workdir: Path)
     return {
         "contacts": count,
         "segments": segments,
+        "sparse_keys": sparse_keys,
         "file_mib": round(source.stat().st_size / 2**20, 1),
         "generate_s": round(generated, 1),
         "import_s": round(elapsed, 2),
@@ -99,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--sizes", help="comma-separated contact counts (overrides --contacts)")
+    parser.add_argument(
+        "--sparse-keys", type=int, default=0, help="that many parameter columns, 3 filled a row"
+    )
     parser.add_argument("--segments", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=importer.BATCH_SIZE)
@@ -111,6 +125,7 @@ def main() -> None:
                 seed=args.seed,
                 segments=args.segments,
                 batch_size=args.batch_size,
+                sparse_keys=args.sparse_keys,
                 workdir=Path(tmp),
             )
             print(json.dumps(result))

@@ -184,7 +184,7 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
     source = tmp_path / "big.csv"
     generated = list(demo.contacts(rows, seed=11))
     _demo_csv(source, generated)
-    by_reader = contacts_cli._File(source, batch_size=batch).parallel
+    by_reader = contacts_cli._File(source).parallel
     if rows == 75_000:
         assert source.stat().st_size >= contacts_cli.PARALLEL_FROM_BYTES
         if not by_reader:

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from segmenti import auth, errors
-from segmenti.contacts import csv_io, export, importer, staging
+from segmenti.contacts import csv_io, export, importer
 from segmenti.contacts.reader_process import ChildStager
 from segmenti.contacts.staging import StagedBatch
 from segmenti.db import migrate
@@ -59,30 +59,25 @@ PARALLEL_FROM_BYTES = 4 * 1024 * 1024
 class _File:
     """An import file, read once per pass; remembers how far the current pass got."""
 
-    def __init__(self, path: Path, *, batch_size: int) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.size = path.stat().st_size
-        self.batch_size = batch_size
         self.header: tuple[str, ...] = ()
         self.parallel = self.size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) > 1
         self._binary: IO[bytes] | None = None
         self._child: ChildStager | None = None
 
     def rows(self) -> Iterator[csv_io.Row]:
-        """The rows, read here (`--strict`'s checking pass)."""
+        """The rows, read in this process (the import stages them here)."""
         with self.path.open("rb") as binary:
             self._binary = binary
             reader = csv_io.CsvReader(csv_io.text_stream(binary))
             self.header = reader.header.columns
             yield from reader
 
-    def batches(self, directory: Path) -> Iterator[StagedBatch]:
-        """The staged batches of the writing pass, staged by a child process if worth it."""
-        if not self.parallel:
-            rows = self.rows()
-            yield from staging.stage_batches(rows, directory, batch_size=self.batch_size)
-            return
-        self._child = ChildStager(self.path, directory, batch_size=self.batch_size)
+    def staged_by_child(self, directory: Path, batch_size: int) -> Iterator[StagedBatch]:
+        """The batches of the writing pass, read and staged by a child process."""
+        self._child = ChildStager(self.path, directory, batch_size=batch_size)
         for batch in self._child:
             self.header = self._child.header
             yield batch
@@ -135,7 +130,7 @@ def import_command(
 ) -> None:
     """Imports contacts from a CSV file (upsert by phone number, batches committed as
     they go). See the README's "CSV import and export" for the columns and rules."""
-    source = _File(file, batch_size=batch_size)
+    source = _File(file)
     sink = _ErrorsFile(errors_file, source) if errors_file is not None else None
     db = database()
     started = time.perf_counter()
@@ -162,7 +157,7 @@ def import_command(
                 db,
                 user_id=user,
                 open_rows=source.rows,
-                open_batches=source.batches,
+                open_batches=source.staged_by_child if source.parallel else None,
                 strict=strict,
                 batch_size=batch_size,
                 on_invalid=sink,

@@ -116,15 +116,15 @@ def import_contacts(
     *,
     user_id: int,
     open_rows: Callable[[], Iterable[Row]],
-    open_batches: Callable[[Path], Iterable[StagedBatch]] | None = None,
+    open_batches: Callable[[Path, int], Iterable[StagedBatch]] | None = None,
     strict: bool = False,
     batch_size: int = BATCH_SIZE,
     on_invalid: Callable[[BadRow], None] | None = None,
     on_batch: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
     """Imports the rows `open_rows()` yields, staged (`staging.py`) in this process, or
-    the batches `open_batches(directory)` stages elsewhere (the CLI's reader process)
-    into that directory. With `strict`, the rows are first read once to find bad rows
+    the batches `open_batches(directory, batch_size)` stages elsewhere (the CLI's reader
+    process) into that directory. With `strict`, the rows are first read once to find bad rows
     (any: `errors.Invalid`, nothing written)."""
     with db.read() as session:
         if not auth.user_exists(session, user_id=user_id):
@@ -141,7 +141,7 @@ def import_contacts(
             stack.enter_context(db.background_checkpoints())
             directory = Path(scratch)
             if open_batches is not None:
-                batches = iter(open_batches(directory))
+                batches = iter(open_batches(directory, batch_size))
             else:
                 batches = staging.stage_batches(open_rows(), directory, batch_size=batch_size)
             # Closed first, whatever happens: a reader process still staging into the
@@ -246,17 +246,18 @@ def _copy_stage(session: Session, path: Path) -> StageTables:
         table.create(connection)
         name = sql.Identifier(table.name)
         columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in table.columns)
-        with driver.cursor() as cursor:
-            with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(name, columns)) as copy:
-                for row in staging.read_stage(path, table):
-                    copy.write_row(row)
-            _analyze(cursor, table)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(name, columns)
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in staging.read_stage(path, table):
+                copy.write_row(row)
+        _analyze(session, table)
     return stage
 
 
-def _analyze(cursor: Any, table: Any) -> None:
+def _analyze(session: Session, table: Table) -> None:
     # PostgreSQL never analyzes temporary tables by itself; the joins want their sizes.
-    cursor.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table.name)))
+    preparer = session.get_bind().dialect.identifier_preparer
+    session.connection().exec_driver_sql("ANALYZE " + preparer.format_table(table))
 
 
 def _write_batch(
@@ -271,12 +272,10 @@ def _write_batch(
     predicates = counts.filter_predicates(session, user_id=user_id, version=version)
     track = bool(predicates) or _has_list_segments(session, user_id=user_id)
     now = utcnow()
-    ids = _insert_all_new(session, stage, user_id=user_id, now=now) if guess_new else None
-    if ids is not None:
-        changes = _changes(session, stage, ids, user_id=user_id) if track else []
-    else:
-        ids = _map_numbers(session, stage, user_id=user_id)
-        changes = _changes(session, stage, ids, user_id=user_id) if track else []
+    guessed = _insert_all_new(session, stage, user_id=user_id, now=now) if guess_new else None
+    ids = guessed or _map_numbers(session, stage, user_id=user_id)
+    changes = _changes(session, stage, ids, user_id=user_id) if track else []
+    if guessed is None:
         if ids.created < ids.rows:
             _update_existing(session, stage, user_id=user_id, now=now)
             _delete_replaced_parameters(session, stage, user_id=user_id)
@@ -371,10 +370,7 @@ def _map_numbers(session: Session, stage: StageTables, *, user_id: int) -> _Ids:
     )
     session.execute(insert(batch_map).from_select(["seq", "id", "is_new"], found))
     if session.get_bind().dialect.name == "postgresql":
-        driver = session.connection().connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cursor:
-            _analyze(cursor, batch_map)
+        _analyze(session, batch_map)
     total, created, top = session.execute(
         select(
             func.count(),

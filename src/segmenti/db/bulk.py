@@ -1,4 +1,4 @@
-"""executemany for large batches of rows (CSV import, bulk segments)."""
+"""executemany for large batches of rows (a bulk segment's new contacts)."""
 
 from __future__ import annotations
 

@@ -484,7 +484,7 @@ def _insert_new_contacts(
     """Inserts a contact, with no name or parameters, for each number.
 
     Every row shares its user, name, parameters and timestamp, converted once; the rows
-    go to the driver as tuples on SQLite (`BulkWriter`, as the CSV import writes): SQLAlchemy's
+    go to the driver as tuples on SQLite (`BulkWriter`): SQLAlchemy's
     per-row parameter handling would cost more than the inserts (50,000 rows: about
     0.6 s of 1)."""
     writer = BulkWriter(session)
