@@ -4,23 +4,19 @@ keeps its rows and its cascades."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, make_url, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import metadata
 from segmenti.settings import Settings
-from tests.conftest import PG_URL
 
 # Every table but these is owned by one tenant: `users` is the tenant itself, and
 # `api_keys` is looked up across tenants by key hash (a reference table on Citus, see
@@ -28,23 +24,6 @@ from tests.conftest import PG_URL
 NOT_TENANT_TABLES = ("users", "api_keys")
 # On SQLite these keep `id`, the rowid, as their primary key (tables.py).
 ROWID_KEYED = ("contacts", "segments")
-
-
-@pytest.fixture
-def empty_url(tmp_path: Path) -> Iterator[str]:
-    """A database with no tables: a new SQLite file, or a new PostgreSQL database."""
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    server = make_url(PG_URL)
-    name = f"segmenti_schema_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield server.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _differences(engine: Engine) -> list[Any]:

@@ -10,6 +10,9 @@ parameter values (plans, cities, languages, dates) are not, and no longer cost a
 index entry. A number condition implies IS NOT NULL, so both backends answer it from
 the partial index (SQLite's EXPLAIN QUERY PLAN of the counts is unchanged).
 
+The file is named by its place in the chain; the revision id keeps the name that
+databases already store.
+
 Revision ID: 0004_parameters_without_rowid
 Revises: 0003_folded_byte_order
 Create Date: 2026-11-26

@@ -6,6 +6,9 @@ index cannot answer it, and the range would not mean "starts with": on a 1,000,0
 contact user, EXPLAIN showed a sequential scan of contact_parameters (178 ms) where
 the "C" column gives an index range scan (0.2 ms). SQLite compares bytes already.
 
+The file is named by its place in the chain; the revision id keeps the name that
+databases already store.
+
 Revision ID: 0003_folded_byte_order
 Revises: 0002_tenant_keys
 Create Date: 2026-11-26

@@ -11,6 +11,9 @@ On SQLite, contacts and segments keep `id` alone as their primary key (the rowid
 ids keep numbering themselves) and get a unique (user_id, id) index for the composite
 foreign keys to refer to; the two child tables are rebuilt with their new keys.
 
+The file is named by its place in the chain; the revision id keeps the name that
+databases already store.
+
 Revision ID: 0002_tenant_keys
 Revises: 0003_count_and_listing_indexes
 Create Date: 2026-11-26
