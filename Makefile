@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-pg pg-start pg-stop lint format bench clean
+.PHONY: install run test test-pg pg-start pg-stop lint format bench docs clean
 
 install: $(STAMP)
 
@@ -54,5 +54,10 @@ format: install
 bench: install
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
 
+# The documentation site (MkDocs, Material theme) into build/site; --strict fails on a
+# broken link or anchor.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache
