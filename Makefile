@@ -1,4 +1,4 @@
-# The README's commands. Every target works on a fresh clone.
+# The commands of the README and docs/development.md. Every target works on a fresh clone.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -55,9 +55,10 @@ bench: install
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # The documentation site (MkDocs, Material theme) into build/site; --strict fails on a
-# broken link or anchor.
+# broken link or anchor. Not --quiet: it drops the warnings that --strict counts, so a
+# broken link would pass.
 docs: install
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache
