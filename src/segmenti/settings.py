@@ -1,7 +1,7 @@
 """One typed settings object, read from SEGMENTI_* environment variables.
 
 Every field carries a docstring: `tests/unit/test_settings.py` fails when one does not,
-and the README's settings table is checked against these names.
+and the settings table of docs/settings-and-operations.md is checked against these names.
 """
 
 from __future__ import annotations
