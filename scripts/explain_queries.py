@@ -1,5 +1,5 @@
-"""Shows how the application's own queries run on a large tenant (README, "Indexes and
-query plans"): EXPLAIN (ANALYZE) on PostgreSQL, EXPLAIN QUERY PLAN on SQLite.
+"""Shows how the application's own queries run on a large tenant (docs/postgresql.md,
+"Indexes and query plans"): EXPLAIN (ANALYZE) on PostgreSQL, EXPLAIN QUERY PLAN on SQLite.
 
     python scripts/explain_queries.py --generate URL   # fill an EMPTY database first
     python scripts/explain_queries.py URL [NAME ...]   # only the named queries

@@ -20,7 +20,7 @@ from segmenti.settings import Settings
 
 # Every table but these is owned by one tenant: `users` is the tenant itself, and
 # `api_keys` is looked up across tenants by key hash (a reference table on Citus, see
-# the README's "Scaling out"). A new table is checked as a tenant table.
+# docs/scaling-out.md). A new table is checked as a tenant table.
 NOT_TENANT_TABLES = ("users", "api_keys")
 # On SQLite these keep `id`, the rowid, as their primary key (tables.py).
 ROWID_KEYED = ("contacts", "segments")

@@ -3,7 +3,7 @@
 
 Skipped only where /usr/bin/chromium is absent outside CI; in CI (CI=true, where .ci/run
 installs it) a missing browser fails. SEGMENTI_TEST_SCREENSHOTS=DIR also saves the
-README's screenshots there (`docs/screenshots`)."""
+dashboard page's screenshots there (`docs/screenshots`, shown by docs/dashboard.md)."""
 
 from __future__ import annotations
 

@@ -129,7 +129,7 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Imports contacts from a CSV file (upsert by phone number, batches committed as
-    they go). See the README's "CSV import and export" for the columns and rules."""
+    they go). See docs/import-export.md for the columns and rules."""
     source = _File(file)
     sink = _ErrorsFile(errors_file, source) if errors_file is not None else None
     db = database()

@@ -2,7 +2,7 @@
 
 Every tenant-owned table carries `user_id`, so every query can be scoped by it, and on
 PostgreSQL its primary key, unique constraints and foreign keys all include `user_id`:
-the schema can be distributed by tenant on Citus as it is (README, "Scaling out").
+the schema can be distributed by tenant on Citus as it is (docs/scaling-out.md).
 
 SQLite keeps `id` alone as the primary key of contacts and segments, because only an
 INTEGER PRIMARY KEY (the rowid) numbers new rows by itself; a unique (user_id, id)
@@ -162,7 +162,7 @@ contact_parameters = Table(
     # Serve string conditions (exact, starts_with: range scans) and numeric ones
     # (bigger_than, lower_than). contact_id makes them covering: a count walks the index
     # alone, never the table (docs/counts.md). contains and ends_with read the user's
-    # values of the key (README, "Indexes and query plans").
+    # values of the key (docs/postgresql.md, "Indexes and query plans").
     Index("ix_contact_parameters_user_key_folded", "user_id", "key", "value_folded", "contact_id"),
     # Partial: only number values can meet bigger_than / lower_than, and most are not.
     Index(

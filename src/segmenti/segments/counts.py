@@ -48,7 +48,7 @@ def lock_tenant(session: Session, *, user_id: int, exclusive: bool) -> str:
     queues here, in one place, and cannot deadlock another one over later locks. It
     relies on READ COMMITTED (db/engine.py): once the lock is granted, each following
     statement sees what the writer before it committed. It is one row of the user's
-    own shard on Citus (README, "Scaling out")."""
+    own shard on Citus (docs/scaling-out.md)."""
     query = select(users.c.segments_version).where(users.c.id == user_id)
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(read=not exclusive)
