@@ -64,12 +64,13 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     # After the error handlers: outside /api/ the dashboard renders them as HTML pages.
     mount_dashboard(app, settings)
     app.add_middleware(http.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.rate_limiter = None  # the dashboard charges it too (web/sessions.py)
     if settings.rate_limit_requests > 0:
-        app.add_middleware(
-            ratelimit.RateLimit,
+        app.state.rate_limiter = ratelimit.Limiter(
             requests=settings.rate_limit_requests,
             window_seconds=settings.rate_limit_window_seconds,
         )
+        app.add_middleware(ratelimit.RateLimit, limiter=app.state.rate_limiter)
     # Sees every answer, 413s and 429s included; inside TrailingSlash, so it sees the route.
     app.add_middleware(observability.RequestContext)
     app.add_middleware(http.TrailingSlash)

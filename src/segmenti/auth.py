@@ -14,11 +14,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime as DateTime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from segmenti import errors
-from segmenti.db.tables import api_keys, users
+from segmenti.db.tables import api_keys, dashboard_sessions, users
 from segmenti.timeutil import utcnow
 
 KEY_PREFIX = "sgk_"
@@ -31,6 +31,14 @@ class ApiKeyInfo:
     prefix: str
     datetime: DateTime
     revoked_at: DateTime | None
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """Who a live key belongs to: what a request authenticated by it acts as."""
+
+    user_id: int
+    key_id: int
 
 
 def hash_key(api_key: str) -> str:
@@ -91,19 +99,34 @@ def list_keys(session: Session, *, user_id: int) -> list[ApiKeyInfo]:
 
 
 def revoke_key(session: Session, *, key_id: int) -> None:
-    result = session.execute(
+    """Revokes the key and ends the dashboard sessions signed in with it."""
+    user_id = session.execute(
         update(api_keys)
         .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+        .returning(api_keys.c.user_id)
+    ).scalar_one_or_none()
+    if user_id is None:
         exists = session.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first()
         if exists is None:
             raise errors.NotFound(f"API key {key_id} does not exist", parameter="key_id")
+        return
+    session.execute(
+        delete(dashboard_sessions).where(
+            dashboard_sessions.c.user_id == user_id, dashboard_sessions.c.api_key_id == key_id
+        )
+    )
 
 
 def authenticate(session: Session, authorization: str | None) -> int:
     """Resolves an `Authorization: Bearer <key>` header to its user's id, or raises."""
+    return identify_key(session, authorization).user_id
+
+
+def identify_key(session: Session, authorization: str | None) -> KeyOwner:
+    """Resolves an `Authorization: Bearer <key>` header to its live key and user, or
+    raises Unauthorized. The scheme is matched in any case and spaces around the scheme
+    and the key are ignored: every such spelling is the same key."""
     if not authorization:
         raise errors.Unauthorized("missing Authorization header: use 'Bearer <api_key>'")
     scheme, _, api_key = authorization.strip().partition(" ")
@@ -112,7 +135,7 @@ def authenticate(session: Session, authorization: str | None) -> int:
         raise errors.Unauthorized("malformed Authorization header: use 'Bearer <api_key>'")
     digest = hash_key(api_key)
     row = session.execute(
-        select(api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at).where(
+        select(api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at).where(
             api_keys.c.key_hash == digest
         )
     ).first()
@@ -120,4 +143,4 @@ def authenticate(session: Session, authorization: str | None) -> int:
     # is constant-time all the same, so no code path compares secrets byte by byte.
     if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at:
         raise errors.Unauthorized("unknown or revoked API key")
-    return int(row.user_id)
+    return KeyOwner(user_id=int(row.user_id), key_id=int(row.id))

@@ -77,6 +77,10 @@ class TooManyRequests(SegmentiError):
     status = 429
     title = "Too many requests"
 
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, the answer's Retry-After, when known
+
 
 class ServiceUnavailable(SegmentiError):
     status = 503

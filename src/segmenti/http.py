@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Path, Request
@@ -34,15 +35,40 @@ def database(request: Request) -> Database:
     return db
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What a request's Authorization header resolved to: its key's owner, or why not."""
+
+    owner: auth.KeyOwner | None
+    refusal: errors.Unauthorized | None
+
+
+def credentials(request: Request) -> Credentials:
+    """The request's key, looked up once: the rate limiter, which must know who a request
+    is before it runs, and `current_user` share the answer through the request's state."""
+    found: Credentials | None = getattr(request.state, "credentials", None)
+    if found is None:
+        try:
+            with database(request).read() as session:
+                owner = auth.identify_key(session, request.headers.get("authorization"))
+            found = Credentials(owner=owner, refusal=None)
+        except errors.Unauthorized as refusal:
+            found = Credentials(owner=None, refusal=refusal)
+        request.state.credentials = found
+    return found
+
+
 def current_user(request: Request) -> int:
     """The id of the user owning the request's API key (401 otherwise).
 
     Also guards, for every API route at once, what no route can take (see `_guard`)."""
     _guard(request)
-    with database(request).read() as session:
-        user_id = auth.authenticate(session, request.headers.get("authorization"))
-    request.state.user_id = user_id  # for the request's log line
-    return user_id
+    found = credentials(request)
+    if found.owner is None:
+        assert found.refusal is not None
+        raise found.refusal
+    request.state.user_id = found.owner.user_id  # for the request's log line
+    return found.owner.user_id
 
 
 def _guard(request: Request) -> None:
@@ -153,6 +179,8 @@ def error_response(
 
 async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.SegmentiError)
+    if isinstance(exc, errors.TooManyRequests) and exc.retry_after is not None:
+        return error_response(exc, headers={"Retry-After": str(exc.retry_after)})
     return error_response(exc)
 
 

@@ -54,9 +54,12 @@ class Settings:
     """Write one JSON object per log line instead of plain text."""
 
     rate_limit_requests: int = 0
-    """Requests one API key may make per rate_limit_window_seconds (a token bucket, so
-    short bursts up to this number pass); more answer 429. 0 turns rate limiting off,
-    the default for the embedded setup. Counted per server process."""
+    """Requests one user (through any of its API keys or dashboard sessions) may make
+    per rate_limit_window_seconds (a token bucket, so short bursts up to this number
+    pass); more answer 429. Failed authentications (wrong keys at the API or at the
+    dashboard's sign-in) are limited to as many per client address, in a bucket of
+    their own. 0 turns rate limiting off, the default for the embedded setup. Counted
+    per server process."""
 
     rate_limit_window_seconds: int = 60
     """The window of rate_limit_requests: the bucket refills evenly over it."""

@@ -117,12 +117,120 @@ def test_off_by_default(client: Any, alice: Any) -> None:
 def test_idle_buckets_are_forgotten_first(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
     monkeypatch.setattr(ratelimit, "MAX_BUCKETS", 4)
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("not called")
-
-    limiter = ratelimit.RateLimit(app, requests=2, window_seconds=10)
+    limiter = ratelimit.Limiter(requests=2, window_seconds=10)
     for n in range(4):
         limiter._refilled(f"idle-{n}")
     clock.now += 10
     limiter._refilled("busy")
     assert list(limiter.buckets) == ["busy"]
+
+
+# -- issue 17: buckets keyed on who authenticated, failures limited per address -----
+
+
+def _spellings(api_key: str) -> list[str]:
+    """Every spelling of the header that authenticates (auth.authenticate): any case of
+    the scheme, extra spaces around it and around the key."""
+    return [
+        f"Bearer {api_key}",
+        f"bearer {api_key}",
+        f"BEARER {api_key}",
+        f"bEaReR {api_key}",
+        f"Bearer   {api_key}",
+        f"  Bearer {api_key}  ",
+    ]
+
+
+@pytest.mark.parametrize("spelling", range(6))
+def test_every_spelling_of_a_key_authenticates(
+    limited: tuple[TestClient, list[dict[str, str]]], spelling: int
+) -> None:
+    client, (alice, _bob) = limited
+    header = _spellings(alice["Authorization"].removeprefix("Bearer "))[spelling]
+    response = client.get("/api/segments", headers={"Authorization": header})
+    assert response.status_code == 200, header
+    assert response.headers["ratelimit-remaining"] == "2"
+
+
+def test_every_spelling_of_a_key_shares_its_bucket(
+    limited: tuple[TestClient, list[dict[str, str]]], clock: Clock
+) -> None:
+    client, (alice, _bob) = limited
+    spellings = _spellings(alice["Authorization"].removeprefix("Bearer "))
+    statuses = [
+        client.get("/api/segments", headers={"Authorization": header}).status_code
+        for header in spellings
+    ]
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+def test_a_users_keys_share_one_bucket(
+    limited: tuple[TestClient, list[dict[str, str]]], clock: Clock
+) -> None:
+    client, (alice, _bob) = limited
+    app = client.app
+    with app.state.db.write() as session:  # type: ignore[attr-defined]
+        user_id = auth.authenticate(session, alice["Authorization"])
+        _key_id, second = auth.create_key(session, user_id=user_id)
+    for _ in range(3):
+        assert client.get("/api/segments", headers=alice).status_code == 200
+    refused = client.get("/api/segments", headers={"Authorization": f"Bearer {second}"})
+    assert refused.status_code == 429
+
+
+def test_wrong_keys_are_limited_per_address_whatever_the_key(
+    limited: tuple[TestClient, list[dict[str, str]]], clock: Clock
+) -> None:
+    client, _keys = limited
+    statuses = [
+        client.get("/api/segments", headers={"Authorization": f"Bearer sgk_guess{n}"}).status_code
+        for n in range(12)
+    ]
+    assert statuses == [401, 401, 401] + [429] * 9
+    refused = client.get("/api/segments", headers={"Authorization": "Bearer sgk_other"})
+    assert refused.headers["ratelimit-remaining"] == "0"
+    assert refused.headers["retry-after"] == "20"
+    assert "failed authentications" in refused.json()["errors"][0]["detail"]
+    # Malformed headers and no header at all are failures of the same address.
+    for headers in ({"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer"}, {}):
+        assert client.get("/api/contacts", headers=headers).status_code == 429, headers
+    # Another address has its own failure bucket.
+    with TestClient(client.app, client=("192.0.2.7", 4000)) as elsewhere:
+        guess = {"Authorization": "Bearer sgk_guess"}
+        assert elsewhere.get("/api/segments", headers=guess).status_code == 401
+    clock.now += 20
+    assert client.get("/api/segments", headers={"Authorization": "Bearer x"}).status_code == 401
+
+
+def test_failures_never_refuse_a_valid_key(
+    limited: tuple[TestClient, list[dict[str, str]]], clock: Clock
+) -> None:
+    client, (alice, bob) = limited
+    for n in range(10):  # an attacker at the same address as Alice, and Bob
+        client.get("/api/segments", headers={"Authorization": f"Bearer sgk_guess{n}"})
+    assert client.get("/api/segments").status_code == 429
+    for user in (alice, bob):
+        response = client.get("/api/segments", headers=user)
+        assert response.status_code == 200
+        assert response.headers["ratelimit-remaining"] == "2"
+    # ...nor does a valid key's own bucket take failures from its address.
+    assert client.get("/api/segments", headers=alice).headers["ratelimit-remaining"] == "1"
+
+
+def test_the_key_is_looked_up_once_per_request(
+    limited: tuple[TestClient, list[dict[str, str]]],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, (alice, _bob) = limited
+    calls = []
+    real = auth.identify_key
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "identify_key", counting)
+    assert client.get("/api/segments", headers=alice).status_code == 200
+    assert client.get("/api/segments", headers={"Authorization": "Bearer no"}).status_code == 401
+    assert len(calls) == 2

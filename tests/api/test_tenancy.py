@@ -3,10 +3,15 @@ like an id that does not exist, on every endpoint."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from typing import Any
 
 import pytest
+from itsdangerous import TimestampSigner
 
+from segmenti.web import SESSION_COOKIE, sessions
 from tests.conftest import User
 
 
@@ -91,3 +96,29 @@ def test_a_revoked_key_is_401(alice: User, db: Any) -> None:
         auth.revoke_key(session, key_id=key_id)
     assert alice.client.get("/api/segments", headers=second).status_code == 401
     assert alice.get("/api/segments").status_code == 200
+
+
+# -- dashboard sessions (issue 17) ------------------------------------------------
+
+
+def test_a_session_token_signs_in_only_its_own_user(app: Any, alice: User, bob: User) -> None:
+    """Even with the cookie-signing key in hand, one user's session token cannot be
+    presented as another user's: a session is looked up by (user id, token hash)."""
+    client = alice.client
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/sign-in").text)
+    assert token
+    client.post("/sign-in", data={"csrf_token": token[1], "api_key": alice.api_key})
+    signer = TimestampSigner(sessions.secret_key(app.state.settings))
+    payload = json.loads(base64.b64decode(signer.unsign(client.cookies[SESSION_COOKIE])))
+
+    def cookie_for(user_id: int) -> str:
+        forged = {**payload, "user_id": user_id}
+        return signer.sign(base64.b64encode(json.dumps(forged).encode())).decode()
+
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, cookie_for(bob.id))
+    response = client.get("/segments", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/sign-in")
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, cookie_for(alice.id))  # the same forgery, her own id
+    assert client.get("/segments", follow_redirects=False).status_code == 200

@@ -219,3 +219,47 @@ def test_upgrading_a_populated_database_keeps_rows_and_cascades(empty_url: str) 
         assert _count(engine, "SELECT count(*) FROM contact_parameters") == 2
     finally:
         db.dispose()
+
+
+def test_dashboard_sessions_downgrade_and_upgrade(empty_url: str) -> None:
+    # The application's engine: foreign keys enforced on SQLite too.
+    db = Database(Settings(database_url=empty_url))
+    engine = db.engine
+    now = datetime(2026, 1, 1)
+    try:
+        migrate.upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, name, segments_version, datetime)"
+                    " VALUES (1, 'a', '', :now), (2, 'b', '', :now)"
+                ),
+                {"now": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO dashboard_sessions (user_id, id_hash, api_key_id, created_at,"
+                    " last_seen_at, expires_at) VALUES (:user_id, :id_hash, 1, :now, :now, :now)"
+                ),
+                [
+                    {"user_id": 1, "id_hash": "a" * 64, "now": now},
+                    {"user_id": 2, "id_hash": "a" * 64, "now": now},
+                ],
+            )
+        # The same token hash under two users is two rows: the key is (user_id, id_hash).
+        assert _count(engine, "SELECT count(*) FROM dashboard_sessions") == 2
+        with engine.begin() as connection:  # a user takes its sessions with it
+            connection.execute(text("DELETE FROM users WHERE id = 2"))
+        assert _count(engine, "SELECT count(*) FROM dashboard_sessions") == 1
+
+        migrate.downgrade(engine, "0004_parameters_without_rowid")
+        assert "dashboard_sessions" not in inspect(engine).get_table_names()
+        migrate.upgrade(engine)
+        assert _differences(engine) == []
+        assert inspect(engine).get_pk_constraint("dashboard_sessions")["constrained_columns"] == [
+            "user_id",
+            "id_hash",
+        ]
+        assert _count(engine, "SELECT count(*) FROM dashboard_sessions") == 0
+    finally:
+        db.dispose()

@@ -246,3 +246,24 @@ idempotency_keys = Table(
     # Serves purging a user's expired keys.
     Index("ix_idempotency_keys_user_id_expires_at", "user_id", "expires_at"),
 )
+
+# A signed-in dashboard session (web/sessions.py). The session cookie carries a random
+# token; only its SHA-256 is kept here, so a copy of this table signs no one in. Signing
+# out deletes the row, which is what makes a copy of the cookie worthless afterwards.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("id_hash", String(64), nullable=False),
+    # The key the user signed in with: the session lives only while the key does. No
+    # foreign key: on PostgreSQL every key of a tenant table includes user_id, and
+    # api_keys is keyed by id alone; revoking a key deletes its sessions (auth.py), and
+    # each look-up checks the key is live all the same.
+    Column("api_key_id", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    # Serves the look-up of each dashboard request (the cookie's user id and token hash),
+    # and every per-user clean-up (expired rows, the per-user bound, a revoked key's rows).
+    PrimaryKeyConstraint("user_id", "id_hash", name="pk_dashboard_sessions"),
+)

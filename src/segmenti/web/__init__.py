@@ -11,7 +11,7 @@ from segmenti.web import pages, sessions
 from segmenti.web.views import router
 
 SESSION_COOKIE = "segmenti_session"
-SESSION_DAYS = 14
+SESSION_DAYS = sessions.SESSION_DAYS
 
 
 def mount(app: FastAPI, settings: Settings) -> None:

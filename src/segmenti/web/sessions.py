@@ -1,36 +1,53 @@
 """Who is signed in to the dashboard, and the form token that guards every POST.
 
-The session is starlette's signed cookie (itsdangerous, HttpOnly, SameSite=Lax). It holds
-the user's id, the id of the API key used to sign in, and a random CSRF token. Each page
-checks that the key is still live, so revoking a key signs its dashboard sessions out.
+A session is a row of `dashboard_sessions`, named by the SHA-256 of a random token. The
+token travels in starlette's signed cookie (itsdangerous, HttpOnly, SameSite=Lax), with
+the user's id and a random CSRF token. Each page looks the row up by (user id, token
+hash), its primary key, and checks that it has not expired and that the key used to
+sign in is still live. Signing out deletes the row, so a copy of the cookie taken
+before is worthless after; revoking a key deletes its sessions (auth.revoke_key).
+A signed-in page also counts against its user's rate limit bucket (ratelimit.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import logging
 import os
 import secrets
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, insert, select, update
 
-from segmenti import auth, errors
-from segmenti.db.tables import api_keys, users
+from segmenti import auth, errors, ratelimit
+from segmenti.db.engine import Database
+from segmenti.db.tables import api_keys, dashboard_sessions, users
 from segmenti.http import database
 from segmenti.settings import Settings
+from segmenti.timeutil import utcnow
 
 log = logging.getLogger("segmenti")
 
 MIN_SECRET_LENGTH = 32
 CSRF_FIELD = "csrf_token"
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
+
+SESSION_DAYS = 14
+"""A session's lifetime from sign-in: it then ends even if it was in use (and the cookie
+that carries it lasts as long)."""
+MAX_SESSIONS_PER_USER = 20
+"""Signing in more often keeps the most recently seen sessions: a user's sessions are
+bounded, whoever keeps signing in with the user's key."""
+SEEN_EVERY = timedelta(minutes=10)
+"""How stale last_seen_at may get: a page writes it at most this often per session, not
+on every page view."""
 
 
 class SignInRequired(Exception):
@@ -97,37 +114,113 @@ def _read_secret(path: Path) -> str:
 # -- signing in and out -------------------------------------------------------------
 
 
-def sign_in(request: Request, db_session: Session, api_key: str) -> None:
-    """Checks the key as the API does (raises Unauthorized) and starts a new session."""
-    user_id = auth.authenticate(db_session, f"Bearer {api_key}")
-    key_id = db_session.execute(
-        select(api_keys.c.id).where(api_keys.c.key_hash == auth.hash_key(api_key.strip()))
-    ).scalar_one()
-    # A fresh session: nothing of the signed-out one (its form token included) carries over.
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _cookie_session(request: Request) -> tuple[int, str] | None:
+    """The (user id, token hash) the cookie names, if it names one."""
+    user_id, token = request.session.get("user_id"), request.session.get("session")
+    if not isinstance(user_id, int) or not isinstance(token, str) or not token:
+        return None
+    return user_id, _token_hash(token)
+
+
+def sign_in(request: Request, db: Database, api_key: str) -> None:
+    """Checks the key as the API does (raises Unauthorized) and starts a new session,
+    ending the one this browser had."""
+    with db.read() as session:
+        owner = auth.identify_key(session, f"Bearer {api_key}")
+    token = secrets.token_urlsafe(32)
+    id_hash, now = _token_hash(token), utcnow()
+    previous = _cookie_session(request)
+    rows = dashboard_sessions.c
+    with db.write() as session:
+        if previous is not None:
+            session.execute(
+                delete(dashboard_sessions).where(
+                    rows.user_id == previous[0], rows.id_hash == previous[1]
+                )
+            )
+        session.execute(
+            delete(dashboard_sessions).where(rows.user_id == owner.user_id, rows.expires_at <= now)
+        )
+        session.execute(
+            insert(dashboard_sessions).values(
+                user_id=owner.user_id,
+                id_hash=id_hash,
+                api_key_id=owner.key_id,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + timedelta(days=SESSION_DAYS),
+            )
+        )
+        beyond_bound = (
+            select(rows.id_hash)
+            .where(rows.user_id == owner.user_id, rows.id_hash != id_hash)
+            .order_by(rows.last_seen_at.desc(), rows.created_at.desc())
+            .offset(MAX_SESSIONS_PER_USER - 1)
+        )
+        session.execute(
+            delete(dashboard_sessions).where(
+                rows.user_id == owner.user_id, rows.id_hash.in_(beyond_bound.scalar_subquery())
+            )
+        )
+    # A fresh cookie: nothing of the signed-out one (its form token included) carries over.
     request.session.clear()
     request.session.update(
-        {"user_id": user_id, "key_id": int(key_id), "csrf": secrets.token_urlsafe(32)}
+        {"user_id": owner.user_id, "session": token, "csrf": secrets.token_urlsafe(32)}
     )
 
 
 def sign_out(request: Request) -> None:
+    named = _cookie_session(request)
+    if named is not None:
+        with database(request).write() as session:
+            session.execute(
+                delete(dashboard_sessions).where(
+                    dashboard_sessions.c.user_id == named[0],
+                    dashboard_sessions.c.id_hash == named[1],
+                )
+            )
     request.session.clear()
 
 
 def viewer(request: Request) -> Viewer:
-    """Dependency of every signed-in page: the user, or a redirect to the sign-in page."""
-    user_id, key_id = request.session.get("user_id"), request.session.get("key_id")
-    if not isinstance(user_id, int) or not isinstance(key_id, int):
+    """Dependency of every signed-in page: the user, or a redirect to the sign-in page;
+    429 once the user's rate limit bucket is empty."""
+    named = _cookie_session(request)
+    if named is None:
         raise SignInRequired
+    user_id, id_hash = named
+    rows, now = dashboard_sessions.c, utcnow()
     with database(request).read() as session:
         row = session.execute(
-            select(users.c.name)
-            .select_from(users.join(api_keys, api_keys.c.user_id == users.c.id))
-            .where(users.c.id == user_id, api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            select(users.c.name, rows.last_seen_at)
+            .select_from(
+                dashboard_sessions.join(users, users.c.id == rows.user_id).join(
+                    api_keys,
+                    and_(api_keys.c.id == rows.api_key_id, api_keys.c.user_id == rows.user_id),
+                )
+            )
+            .where(
+                rows.user_id == user_id,
+                rows.id_hash == id_hash,
+                rows.expires_at > now,
+                api_keys.c.revoked_at.is_(None),
+            )
         ).first()
-    if row is None:  # the key was revoked or the user removed since signing in
+    if row is None:  # signed out, expired, or its key revoked since signing in
         request.session.clear()
         raise SignInRequired
+    ratelimit.charge_user(request, user_id)
+    if now - row.last_seen_at >= SEEN_EVERY:
+        with database(request).write() as session:
+            session.execute(
+                update(dashboard_sessions)
+                .where(rows.user_id == user_id, rows.id_hash == id_hash)
+                .values(last_seen_at=now)
+            )
     return Viewer(user_id=user_id, name=row.name)
 
 

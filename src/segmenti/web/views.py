@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from segmenti import errors
+from segmenti import errors, ratelimit
 from segmenti.contacts import importer
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.forms import contact_input
@@ -100,9 +100,11 @@ def sign_in(request: Request, pairs: list[tuple[str, str]] = posted) -> Response
     try:
         if not api_key:
             raise errors.Unauthorized("enter an API key", parameter="api_key")
-        with database(request).read() as session:
-            sessions.sign_in(request, session, api_key)
+        sessions.sign_in(request, database(request), api_key)
     except errors.Unauthorized as exc:
+        # Only a failed attempt counts, against its address: others' failures never
+        # keep a valid key out.
+        ratelimit.charge_failure(request)
         exc.parameter = "api_key"
         return render(request, "sign_in.html", {"next": target, "error": exc}, status_code=401)
     return redirect(target)
