@@ -12,7 +12,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from segmenti import errors, http, observability, ratelimit, schemas
+from segmenti import (
+    api_docs,
+    errors,
+    http,
+    observability,
+    ratelimit,
+    schemas,
+    security_headers,
+    slow_clients,
+)
 from segmenti.contacts.api import router as contacts_router
 from segmenti.contacts.transfer_api import router as transfer_router
 from segmenti.db import migrate
@@ -44,7 +53,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
         version="0.1.0",
         description=DESCRIPTION,
         openapi_url="/api/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # api_docs: Swagger UI from a pinned package, not a CDN
         redoc_url=None,
     )
     app.state.settings = settings
@@ -55,6 +64,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.include_router(contacts_router)
     _add_operational_routes(app, db)
     observability.add_metrics_route(app, db.engine)
+    api_docs.mount(app)
 
     app.add_exception_handler(errors.SegmentiError, http.handle_domain_error)
     app.add_exception_handler(StarletteHTTPException, http.handle_http_error)
@@ -71,6 +81,12 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
             window_seconds=settings.rate_limit_window_seconds,
         )
         app.add_middleware(ratelimit.RateLimit, limiter=app.state.rate_limiter)
+    app.add_middleware(
+        slow_clients.MinimumTransferRate,
+        bytes_per_second=settings.min_transfer_bytes_per_second,
+        grace_seconds=settings.min_transfer_grace_seconds,
+    )
+    app.add_middleware(security_headers.SecurityHeaders)
     # Sees every answer, 413s and 429s included; inside TrailingSlash, so it sees the route.
     app.add_middleware(observability.RequestContext)
     app.add_middleware(http.TrailingSlash)

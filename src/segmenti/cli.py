@@ -56,7 +56,7 @@ def serve(
     # other command a fifth of a second to start.
     import uvicorn
 
-    from segmenti import observability
+    from segmenti import observability, server
 
     settings = Settings.from_env()
     db = Database(settings)
@@ -83,6 +83,7 @@ def serve(
         access_log=False,  # RequestContext writes one line per request, with its id
         log_config=None,  # configure_logging's handlers (JSON with SEGMENTI_LOG_JSON)
         log_level=os.environ.get("SEGMENTI_LOG_LEVEL", "info"),
+        **server.uvicorn_options(settings),  # proxies believed, header and idle bounds
     )
 
 

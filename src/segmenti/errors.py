@@ -63,6 +63,11 @@ class IdempotencyKeyReused(SegmentiError):
     title = "Idempotency key reused"
 
 
+class RequestTimeout(SegmentiError):
+    status = 408
+    title = "Request timeout"
+
+
 class PayloadTooLarge(SegmentiError):
     status = 413
     title = "Payload too large"

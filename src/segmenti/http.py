@@ -12,6 +12,7 @@ from fastapi import Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -140,16 +141,28 @@ def page_of(request: Request) -> Page:
     return Page.parse(query.get("page"), query.get("results_per_page"))
 
 
+def public_url(request: Request) -> URL:
+    """The request's URL for links in answers: on `public_base_url` when it is set, else
+    on the request's own scheme and Host header (which the client chooses)."""
+    base = request.app.state.settings.public_base_url.rstrip("/")
+    url = request.url
+    if not base:
+        return url
+    return URL(base + url.path + (f"?{url.query}" if url.query else ""))
+
+
 def list_envelope(
     request: Request, rows: list[dict[str, Any]], *, total: int, page: Page
 ) -> dict[str, Any]:
     """The list envelope of SPEC: data, meta, and absolute links keeping the query."""
     total_pages = page.total_pages(total)
 
+    url = public_url(request)
+
     def link(number: int | None) -> str | None:
         if number is None:
             return None
-        return str(request.url.include_query_params(page=number))
+        return str(url.include_query_params(page=number))
 
     return {
         "data": rows,

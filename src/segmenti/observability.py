@@ -136,6 +136,47 @@ def _log_request(
 
 # -- logging ----------------------------------------------------------------------------
 
+# Characters that end or rewrite a line for some log reader: C0 controls (CR, LF, ESC,
+# ...), DEL, C1 controls (NEL, U+0085, among them), and the Unicode line and paragraph
+# separators. A logged request path, method or error message can carry any of them.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u2028\u2029]")  # json.dumps escapes C0 itself
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: each control character written as its escape (`\\x0a`)."""
+    return _CONTROL_CHARACTERS.sub(lambda match: _escape(match.group()), text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text, one line per record whatever its fields hold: control characters in
+    any field (message, logger name, ...) are escaped here, for every call site at once.
+    A traceback keeps its lines, each indented, so that only a record's first line
+    starts at the margin (and no text in an exception message can pass for a record)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        lines = [escape_controls(self.formatMessage(record))]
+        # Not record.exc_text: another handler may have cached it unindented.
+        if record.exc_info:
+            lines.append(_indented(self.formatException(record.exc_info)))
+        elif record.exc_text:
+            lines.append(_indented(record.exc_text))
+        if record.stack_info:
+            lines.append(_indented(self.formatStack(record.stack_info)))
+        return "\n".join(lines)
+
+
+def _indented(text: str) -> str:
+    return "\n".join("    " + escape_controls(line) for line in text.split("\n"))
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and the record's fields."""
@@ -150,7 +191,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str, ensure_ascii=False)
+        text = json.dumps(document, default=str, ensure_ascii=False)
+        # json.dumps leaves DEL, C1 and U+2028/9 raw: some readers break lines on them.
+        return _JSON_UNESCAPED.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -164,7 +207,7 @@ def configure_logging(settings: Settings) -> None:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        formatter = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(formatter)
     for name in ("segmenti", "uvicorn"):
         logger = logging.getLogger(name)

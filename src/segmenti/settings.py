@@ -68,6 +68,45 @@ class Settings:
     """How long the result of a create sent with an Idempotency-Key header is kept and
     replayed to a retry with the same key; after that the key may be used again."""
 
+    # -- the HTTP server: proxies, public address, connection bounds --------------------
+
+    forwarded_allow_ips: str = ""
+    """Reverse proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` headers are
+    believed: comma-separated addresses or networks (`10.0.0.5`, `10.0.0.0/8`), `*` for
+    any. Empty (the default) trusts none: the client is the connection's peer. Behind a
+    reverse proxy set it to the proxy's address, or every client shares the proxy's
+    address (in the log and in the per-address rate limit)."""
+
+    public_base_url: str = ""
+    """The address clients reach the service at (`https://segments.example.com`); the
+    `links` of list answers are built on it. Empty (the default): on the request's own
+    scheme and `Host` header, which a client chooses, so set it on a public server."""
+
+    max_header_bytes: int = 16_384
+    """Largest request head (request line and headers together); a larger one is
+    answered 431 and the connection is closed."""
+
+    request_head_timeout_seconds: int = 10
+    """How long a connection may take to send a complete request head, counted from
+    when the connection opens or its previous answer was sent; then it is closed. Also
+    closes a connection that never sends anything."""
+
+    keep_alive_timeout_seconds: int = 5
+    """How long an idle connection is kept open after an answer, waiting for the next
+    request."""
+
+    min_transfer_bytes_per_second: int = 1024
+    """Slowest average rate a request body may arrive at, and an answer be read at, past
+    min_transfer_grace_seconds: the request is cut (408 when no answer has started,
+    else the connection is dropped). Only time spent waiting on the client counts,
+    never the server's own work, so a large upload or export on a slow link passes.
+    0 turns the check off."""
+
+    min_transfer_grace_seconds: int = 30
+    """Seconds of waiting on a client allowed before min_transfer_bytes_per_second
+    applies (each direction has its own), and the longest a single wait may last: a
+    client that sends or reads nothing for this long is cut."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Builds settings from SEGMENTI_<FIELD> variables; overrides win."""

@@ -429,3 +429,119 @@ def test_tricky_keys_and_values_are_ordinary_characters(
             assert totals == (1, 1, contacts_total - 1)
             listed = alice.get("/api/segments", params={"search": text}).json()["meta"]["total"]
             assert listed == 0  # no segment is named like that: `%` and `_` match nothing
+
+
+# -- issue 17: log injection, hardening headers, public base URL ------------------------
+
+
+def test_a_control_character_in_a_path_cannot_forge_a_text_log_line(client: Any) -> None:
+    import io
+    import logging
+
+    from segmenti.observability import TextFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
+    access = logging.getLogger("segmenti.access")
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        forged = "%0A2026-01-01 INFO segmenti.access: GET /admin 200%0D%E2%80%A8%C2%85%1B[2J"
+        assert client.get(f"/health{forged}").status_code == 404
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    lines = stream.getvalue().splitlines()  # splits on \n, \r, U+2028, U+0085 alike
+    assert len(lines) == 1, lines
+    assert "/health\\x0a2026-01-01 INFO" in lines[0]
+    assert "\\x0d\\u2028\\x85\\x1b[2J" in lines[0]
+
+
+def test_a_traceback_keeps_its_lines_indented_under_one_record() -> None:
+    import logging
+
+    from segmenti.observability import JsonFormatter, TextFormatter
+
+    try:
+        raise ValueError("bad value\n2026-01-01 INFO segmenti: forged")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("segmenti", logging.ERROR, __file__, 1, "boom\r\nx", (), None)
+        record.exc_info = sys.exc_info()
+    text = TextFormatter("%(message)s").format(record)
+    first, *rest = text.split("\n")
+    assert first == "boom\\x0d\\x0ax"
+    assert rest and all(line.startswith("    ") for line in rest)
+    # JSON escapes what json.dumps leaves raw and some readers take for line ends.
+    record = logging.LogRecord("segmenti", logging.INFO, __file__, 1, "a\u2028b\x85c", (), None)
+    assert len(JsonFormatter().format(record).splitlines()) == 1
+
+
+def test_every_answer_carries_the_hardening_headers(alice: User) -> None:
+    contact_id = alice.make_contact("+393331234567")
+    api = alice.get("/api/contacts")
+    csv = alice.get("/api/contacts.csv")
+    dashboard = alice.client.get("/sign-in")
+    static = alice.client.get("/static/app.css")
+    for response in (api, csv, dashboard, static):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["referrer-policy"] == "same-origin"
+    for response in (api, csv, dashboard):
+        assert response.headers["cache-control"] == "no-store"
+    assert "no-store" not in static.headers.get("cache-control", "")
+    page_policy = dashboard.headers["content-security-policy"]
+    assert "script-src 'self';" in page_policy and "unsafe-inline" not in page_policy
+    assert alice.get(f"/api/contacts/{contact_id}").headers["cache-control"] == "no-store"
+
+
+def test_a_delete_confirmation_page_cannot_be_framed(alice: User) -> None:
+    from tests.web.test_pages import sign_in
+
+    contact_id = alice.make_contact("+393331234567")
+    sign_in(alice)
+    page = alice.client.get(f"/contacts/{contact_id}/delete")
+    assert page.status_code == 200 and "delete" in page.text.lower()
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_docs_load_nothing_from_another_site_and_their_files_answer(client: Any) -> None:
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text and "//" not in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) == 3  # the script, the stylesheet, the icon
+    for asset in assets:
+        assert asset.startswith("/docs/static/")
+        assert client.get(asset).status_code == 200, asset
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self' 'sha256-" in policy and "frame-ancestors 'none'" in policy
+    assert client.get("/api/openapi.json").status_code == 200
+
+
+def test_links_use_the_public_base_url_whatever_the_host_header(make_user: Any, app: Any) -> None:
+    from dataclasses import replace
+
+    alice = make_user("alice")
+    alice.make_contact("+393331234567")
+    forged = {"Host": "attacker.example"}
+    # Unset (the default): links follow the request's Host header (documented).
+    links = alice.get("/api/contacts?results_per_page=10", headers=forged).json()["links"]
+    assert links["self"].startswith("http://attacker.example/")
+    app.state.settings = replace(app.state.settings, public_base_url="https://api.example.com/")
+    links = alice.get("/api/contacts?results_per_page=10", headers=forged).json()["links"]
+    assert links["self"] == "https://api.example.com/api/contacts?results_per_page=10&page=1"
+    assert all(
+        link is None or link.startswith("https://api.example.com/") for link in links.values()
+    )
+    segment_id = alice.make_segment(segment_type="bulk", phone_numbers="+393331234567")
+    members = alice.get(f"/api/segments/{segment_id}/contacts", headers=forged).json()["links"]
+    assert members["first"].startswith("https://api.example.com/api/segments/")

@@ -20,6 +20,7 @@ from segmenti.http import (
     database,
     list_envelope,
     page_of,
+    public_url,
 )
 from segmenti.paging import Page
 from segmenti.segments import members, service
@@ -128,7 +129,8 @@ def _members_envelope(
 ) -> dict[str, Any]:
     body = list_envelope(request, listed.rows, total=listed.total, page=page)
     # Links by page number leave the cursor out; `next` follows the cursor.
-    by_number = request.url.remove_query_params("after_id")
+    url = public_url(request)
+    by_number = url.remove_query_params("after_id")
     total_pages = body["meta"]["total_pages"]
 
     def link(number: int) -> str:
@@ -139,7 +141,7 @@ def _members_envelope(
     links["last"] = link(total_pages) if total_pages else None
     links["prev"] = link(min(page.number - 1, max(total_pages, 1))) if page.number > 1 else None
     links["next"] = (
-        str(request.url.include_query_params(page=page.number + 1, after_id=listed.rows[-1]["id"]))
+        str(url.include_query_params(page=page.number + 1, after_id=listed.rows[-1]["id"]))
         if listed.has_more
         else None
     )
