@@ -258,15 +258,36 @@ def parse_positive_int(name: str, raw: str) -> int:
     return int(text)
 
 
-def check_text(name: str, raw: str, *, min_length: int, max_length: int) -> str:
+def check_text(
+    name: str, raw: str, *, min_length: int, max_length: int, parameter: str | None = None
+) -> str:
+    """`raw` unless it holds NUL or its length is out of bounds. Errors name `parameter`
+    (default: `name`, which the message says)."""
     if "\x00" in raw:
-        raise errors.Invalid(f"{name} must not contain NUL characters", parameter=name)
+        raise errors.Invalid(f"{name} must not contain NUL characters", parameter=parameter or name)
     if not min_length <= len(raw) <= max_length:
         raise errors.Invalid(
             f"{name} must be {min_length} to {max_length} characters, got {len(raw)}",
-            parameter=name,
+            parameter=parameter or name,
         )
     return raw
+
+
+MAX_PARAMETER_KEY = 64
+
+
+def check_parameter_key(name: str, key: str, *, parameter: str | None = None) -> str:
+    """The rule for a custom parameter key wherever one enters (the API, the dashboard's
+    contact form, a CSV header): 1 to 64 characters, no NUL, and no space (or other
+    white space) at either end. Such a key is refused, not trimmed: trimming would merge
+    `plan` and ` plan` and drop a value, and a CSV header could not carry it back."""
+    check_text(name, key, min_length=1, max_length=MAX_PARAMETER_KEY, parameter=parameter)
+    if key != key.strip():
+        raise errors.Invalid(
+            f"{name} {key[:80]!r} must not begin or end with a space",
+            parameter=parameter or name,
+        )
+    return key
 
 
 def custom_parameters(
@@ -290,7 +311,7 @@ def custom_parameters(
     ]
     pairs += [(f"{object_field}.{key}", key, value) for key, value in (as_object or {}).items()]
     for where, key, value in pairs:
-        check_text(where, key, min_length=1, max_length=64)
+        check_parameter_key(where, key)
         check_text(where, value, min_length=0, max_length=512)
         result[key] = value
     return result

@@ -545,3 +545,49 @@ def test_links_use_the_public_base_url_whatever_the_host_header(make_user: Any, 
     segment_id = alice.make_segment(segment_type="bulk", phone_numbers="+393331234567")
     members = alice.get(f"/api/segments/{segment_id}/contacts", headers=forged).json()["links"]
     assert members["first"].startswith("https://api.example.com/api/segments/")
+
+
+# -- issue 17: keys that an export could not carry back ------------------------------
+
+SPACED_KEYS = [" plan", "plan ", "\tplan", "plan\n", "\u00a0plan", " "]
+
+
+@pytest.mark.parametrize("key", SPACED_KEYS)
+def test_a_key_with_surrounding_spaces_is_refused_not_trimmed(
+    alice: User, db: Any, key: str
+) -> None:
+    contact = alice.make_contact("+393331234567", custom_parameters={"plan": "pro"})
+    before = snapshot(db)
+    attempts = [
+        ("/api/contacts", {"json": {"phone_number": "+393331234568",
+                                    "custom_parameters": {key: "x"}}},
+         f"custom_parameters.{key}"),
+        ("/api/contacts", {"data": {"phone_number": "+393331234568",
+                                    "custom_parameter_key[0]": key,
+                                    "custom_parameter_value[0]": "x"}},
+         "custom_parameter_key[0]"),
+        (f"/api/contacts/{contact}", {"json": {"custom_parameters": {"plan": "pro", key: "x"}}},
+         f"custom_parameters.{key}"),
+    ]  # fmt: skip
+    for path, kwargs, parameter in attempts:
+        response = alice.post(path, **kwargs)
+        assert response.status_code == 400, response.text
+        error = response.json()["errors"][0]
+        assert error["source"]["parameter"] == parameter
+        assert "must not begin or end with a space" in error["detail"]
+    assert snapshot(db) == before
+    assert alice.get(f"/api/contacts/{contact}").json()["data"]["custom_parameters"] == {
+        "plan": "pro"
+    }
+
+
+def test_an_import_refuses_a_key_with_surrounding_spaces_naming_the_file(alice: User) -> None:
+    response = alice.post(
+        "/api/contacts/import",
+        files={"file": ("c.csv", b"phone_number,plan, plan\n+393331234567,a,b\n", "text/csv")},
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["source"]["parameter"] == "file"
+    assert "column 3 of the header" in error["detail"]
+    assert alice.get("/api/contacts").json()["meta"]["total"] == 0

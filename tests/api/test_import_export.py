@@ -4,19 +4,23 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import insert
 
-from segmenti.contacts import csv_io, importer
+from segmenti.contacts import csv_io, export, importer
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts
 from segmenti.timeutil import utcnow
 from tests.conftest import User
 from tests.counting import stale_counts
+from tests.served import StalledDownload, make_large_export, serving
 
 
 def upload(user: User, text: str | bytes, **data: str) -> Any:
@@ -419,7 +423,8 @@ def test_export_reimports_to_the_same_contacts(alice: User, bob: User) -> None:
     assert response.headers["content-type"].startswith("text/csv")
     exported = response.text
     header = next(csv.reader(io.StringIO(exported)))
-    assert header == ["phone_number", "name", "has_opted_out", "=cmd", "param:name",
+    # A key a spreadsheet would run as a formula is escaped like any other cell.
+    assert header == ["phone_number", "name", "has_opted_out", "'=cmd", "param:name",
                       "note", "plan"]  # fmt: skip
     imported(bob, exported)
     assert contacts_of(bob) == contacts_of(alice)
@@ -440,8 +445,11 @@ def test_export_of_a_segment_holds_its_members(alice: User, bob: User) -> None:
     listed = alice.make_segment(phone_numbers="+14155552671")
     rows = list(csv.reader(io.StringIO(alice.get(f"/api/segments/{pro}/contacts.csv").text)))
     assert [row[0] for row in rows[1:]] == ["+393331234567"]
+    # Opted-out members only when asked, as in the member list, marked as such.
     rows = list(csv.reader(io.StringIO(alice.get(f"/api/segments/{listed}/contacts.csv").text)))
-    # Opted-out members are exported too, marked as such.
+    assert rows[1:] == []
+    asked = alice.get(f"/api/segments/{listed}/contacts.csv", params={"include_opted_out": "1"})
+    rows = list(csv.reader(io.StringIO(asked.text)))
     assert [row[:3] for row in rows[1:]] == [["+14155552671", "Émile Zoë", "1"]]
     assert bob.get(f"/api/segments/{pro}/contacts.csv").status_code == 404
     assert alice.get("/api/segments/999/contacts.csv").status_code == 404
@@ -449,3 +457,157 @@ def test_export_of_a_segment_holds_its_members(alice: User, bob: User) -> None:
 
 def test_export_of_a_user_without_contacts_is_a_header(alice: User) -> None:
     assert alice.get("/api/contacts.csv").text == "phone_number,name,has_opted_out\r\n"
+
+
+# -- issue 17: exports re-import exactly, hold no formula, follow the member list -----
+
+ODD_KEYS = ["a;b;c;d;e", "x,y", 'say "hi"', "'quoted", "''twice", "=SUM(A1)", "+1", "-1",
+            "@at", "param:=x", "name", "tab\tinside", "line\nbreak"]  # fmt: skip
+ODD_VALUES = ["=1+1", "+39333", "-2", "@SUM(A1)", "\tlead", "\rlead", "'quoted", "''", "'",
+              "a;b,c\"d", " spaced ", "=", "line\r\nbreak"]  # fmt: skip
+
+
+def test_export_reimports_exactly_whatever_the_keys_and_values_hold(alice: User, bob: User) -> None:
+    for n, value in enumerate(ODD_VALUES):
+        alice.make_contact(
+            f"+39333100{n:04d}",
+            name=value.strip() or "x",
+            custom_parameters={key: value for key in ODD_KEYS},
+            has_opted_out=n % 2 == 1,
+        )
+    exported = alice.get("/api/contacts.csv").text
+    imported(bob, exported)
+    assert contacts_of(bob) == contacts_of(alice)
+    assert len(contacts_of(bob)) == len(ODD_VALUES)
+    assert bob.get("/api/contacts.csv").text == exported
+
+
+def test_a_key_full_of_semicolons_does_not_change_the_delimiter(alice: User) -> None:
+    imported(alice, "phone_number,a;b;c;d;e\n+393331234567,v\n")
+    assert contacts_of(alice)["+393331234567"]["custom_parameters"] == {"a;b;c;d;e": "v"}
+    imported(alice, 'phone_number;"x,y,z,w"\n+393331234567;"1,2"\n')
+    assert contacts_of(alice)["+393331234567"]["custom_parameters"] == {"x,y,z,w": "1,2"}
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1", "'=1"]
+
+
+def test_exported_cells_never_start_a_formula(alice: User) -> None:
+    keys = [formula for formula in FORMULAS if formula == formula.strip()]  # keys: no spaces
+    alice.make_contact(
+        "+393331234567",
+        name="=cmd|' /C calc'!A0",
+        custom_parameters={
+            **{f"v{n}": formula for n, formula in enumerate(FORMULAS)},
+            **{key: "x" for key in keys},
+        },
+    )
+    header, row = list(csv.reader(io.StringIO(alice.get("/api/contacts.csv").text)))
+    by_column = dict(zip(header, row, strict=True))
+    cells = [by_column["name"], *(by_column[f"v{n}"] for n in range(len(FORMULAS)))]
+    cells += [column for column in header if column[1:] in keys]
+    assert len(cells) == 1 + len(FORMULAS) + len(keys)
+    for cell in cells:
+        assert cell.startswith("'"), cell
+    assert by_column["phone_number"] == "+393331234567"  # E.164, left alone
+    # One quote exactly, also in front of a cell that starts with one already.
+    assert by_column["v6"] == "''=1"
+    assert '\'=HYPERLINK("http://x")' in header
+
+
+def test_an_import_takes_exactly_one_quote_off(alice: User) -> None:
+    imported(alice, "phone_number,name,'=k,''q\n+393331234567,'=n,'+1,''x\n")
+    contact = contacts_of(alice)["+393331234567"]
+    assert contact["name"] == "=n"
+    assert contact["custom_parameters"] == {"=k": "+1", "'q": "'x"}
+
+
+def _exported_numbers(user: User, segment_id: int, **params: str) -> list[tuple[str, str]]:
+    response = user.get(f"/api/segments/{segment_id}/contacts.csv", params=params)
+    assert response.status_code == 200, response.text
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0][:3] == ["phone_number", "name", "has_opted_out"]
+    return [(row[0], row[2]) for row in rows[1:]]
+
+
+def _listed_numbers(user: User, segment_id: int, **params: str) -> list[tuple[str, str]]:
+    body = user.get(f"/api/segments/{segment_id}/contacts", params=params).json()
+    return [(c["phone_number"], "1" if c["has_opted_out"] else "0") for c in body["data"]]
+
+
+@pytest.mark.parametrize("kind", ["filter", "bulk"])
+def test_a_segment_export_leaves_opted_out_members_out_like_the_member_list(
+    alice: User, kind: str, subtests: pytest.Subtests
+) -> None:
+    for n in range(6):
+        alice.make_contact(f"+39333200{n:04d}", custom_parameters={"plan": "pro"},
+                           has_opted_out=n % 3 == 0)  # fmt: skip
+    if kind == "filter":
+        segment = alice.make_segment(filters_custom_parameter_key=["plan"],
+                                     filters_custom_parameter_value=["pro"])  # fmt: skip
+    else:
+        segment = alice.make_segment(phone_numbers=[f"+39333200{n:04d}" for n in range(6)])
+    assert alice.total(segment) == 4
+    choices: list[dict[str, str]] = [
+        {}, {"include_opted_out": "1"}, {"include_opted_out": "0"}, {"has_opted_out": "1"},
+        {"has_opted_out": "0"}, {"include_opted_out": "1", "has_opted_out": "0"},
+        {"has_opted_out": ""},
+    ]  # fmt: skip
+    for params in choices:
+        with subtests.test(**params):
+            exported = _exported_numbers(alice, segment, **params)
+            assert exported == _listed_numbers(alice, segment, **params)
+    assert len(_exported_numbers(alice, segment)) == 4
+    assert {flag for _, flag in _exported_numbers(alice, segment, has_opted_out="1")} == {"1"}
+
+
+def test_a_segment_export_refuses_a_bad_opt_out_flag(alice: User) -> None:
+    segment = alice.make_segment(phone_numbers="+393331234567")
+    for name in ("include_opted_out", "has_opted_out"):
+        response = alice.get(f"/api/segments/{segment}/contacts.csv", params={name: "maybe"})
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["source"]["parameter"] == name
+
+
+@pytest.fixture
+def no_garbage_collection() -> Iterator[None]:
+    """What is released must be released by the code, not by a collection that happens
+    to run."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_an_aborted_download_returns_its_connection_and_ends_its_pages(
+    app: Any,
+    alice: User,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    no_garbage_collection: None,
+) -> None:
+    make_large_export(db, user_id=alice.id)
+    pages_closed = threading.Event()
+    stream_csv = export.stream_csv
+
+    async def watched(*args: Any) -> AsyncIterator[str]:
+        pages = stream_csv(*args)
+        try:
+            async for page in pages:
+                yield page
+        finally:
+            await pages.aclose()
+            pages_closed.set()
+
+    monkeypatch.setattr(export, "stream_csv", watched, raising=False)
+    pool = db.engine.pool
+    with serving(app) as base:
+        download = StalledDownload(base, "/api/contacts.csv", alice.api_key)
+        download.abort()
+        deadline = time.monotonic() + 10
+        while pool.checkedout():
+            assert time.monotonic() < deadline, f"{pool.checkedout()} connection(s) kept"
+            time.sleep(0.05)
+        assert pages_closed.wait(10), "the export's pages were not closed after the abort"

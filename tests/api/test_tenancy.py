@@ -6,13 +6,20 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from itsdangerous import TimestampSigner
 
+from segmenti import auth
+from segmenti.app import create_app
+from segmenti.settings import Settings
 from segmenti.web import SESSION_COOKIE, sessions
 from tests.conftest import User
+from tests.served import StalledDownload, make_large_export, serving
 
 
 @pytest.fixture
@@ -122,3 +129,56 @@ def test_a_session_token_signs_in_only_its_own_user(app: Any, alice: User, bob: 
     client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, cookie_for(alice.id))  # the same forgery, her own id
     assert client.get("/segments", follow_redirects=False).status_code == 200
+
+
+# -- issue 17: stalled CSV downloads hold no connection ------------------------------
+
+
+@pytest.fixture
+def small_pool_app(database_url: str) -> Iterator[Any]:
+    """On PostgreSQL a pool of 3 + 2, so that a few stalled downloads would fill it;
+    SQLite keeps SQLAlchemy's own pool of 5 + 10 (the pool the review filled)."""
+    application = create_app(Settings(database_url=database_url, db_pool_size=3, db_max_overflow=2))
+    yield application
+    application.state.db.dispose()
+
+
+def test_stalled_downloads_of_one_tenant_leave_the_others_served(small_pool_app: Any) -> None:
+    db = small_pool_app.state.db
+    with db.write() as session:
+        hoarder, hoarder_key = auth.create_user(session, name="hoarder")
+        _, other_key = auth.create_user(session, name="other")
+    size = make_large_export(db, user_id=hoarder)
+    pool = db.engine.pool
+    capacity = pool.size() + pool._max_overflow
+    with serving(small_pool_app) as base:
+        stalled = [
+            StalledDownload(base, "/api/contacts.csv", hoarder_key) for _ in range(capacity + 1)
+        ]
+        try:
+            # Every download has begun and none can end: each has more left to send than
+            # the socket buffers hold. Once the pages in hand are read, none of them
+            # holds a connection.
+            deadline = time.monotonic() + 10
+            while pool.checkedout():
+                assert time.monotonic() < deadline, f"{pool.checkedout()} held by the stall"
+                time.sleep(0.05)
+            with httpx.Client(base_url=base, timeout=3) as client:
+                answer = client.get(
+                    "/api/contacts", headers={"Authorization": f"Bearer {other_key}"}
+                )
+                assert answer.status_code == 200, answer.text
+                assert client.get("/ready").status_code == 200
+                made = client.post(
+                    "/api/contacts",
+                    headers={"Authorization": f"Bearer {other_key}"},
+                    json={"phone_number": "+14155552671"},
+                )
+                assert made.status_code == 201, made.text
+            # A stalled download that reads again gets the whole export.
+            body = stalled[0].read_to_end()
+            assert body.count(b"\r\n") == 20_001
+            assert len(body) > size  # CRLF line ends, the has_opted_out column
+        finally:
+            for download in stalled:
+                download.close()

@@ -251,3 +251,44 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
     # Every contact has all of its parameter rows.
     assert all(parameter_rows.get(i, 0) == expected[n] for n, i in numbers.items())
     assert stale_counts(db, user_id) == {}
+
+
+def test_a_segment_export_chooses_opted_out_members_as_the_api_does(
+    env: dict[str, str], user_id: int, db: Database, tmp_path: Path
+) -> None:
+    source = write(
+        tmp_path / "in.csv",
+        "phone_number,has_opted_out\n+393331234567,1\n+393331234568,0\n+393331234569,0\n",
+    )
+    runner.invoke(app, ["contacts", "import", str(source), "--user", str(user_id)], env=env)
+    numbers = "+393331234567,+393331234568"
+    with db.write() as session:
+        segment = create_segment(
+            session,
+            user_id=user_id,
+            data=segment_input(Params.from_json({"name": "s", "phone_numbers": numbers}),
+                               db.settings),
+        )  # fmt: skip
+
+    def exported(*flags: str) -> list[list[str]]:
+        result = runner.invoke(
+            app,
+            ["contacts", "export", "--user", str(user_id), "--segment", str(segment), *flags],
+            env=env,
+        )
+        assert result.exit_code == 0, result.output
+        return [row[:3] for row in csv.reader(io.StringIO(result.stdout))][1:]
+
+    assert exported() == [["+393331234568", "", "0"]]
+    assert exported("--include-opted-out") == [["+393331234567", "", "1"],
+                                               ["+393331234568", "", "0"]]  # fmt: skip
+    assert exported("--has-opted-out", "1") == [["+393331234567", "", "1"]]
+    assert exported("--has-opted-out", "0", "--include-opted-out") == [["+393331234568", "", "0"]]
+    refused = runner.invoke(
+        app,
+        ["contacts", "export", "--user", str(user_id), "--segment", str(segment),
+         "--has-opted-out", "maybe"],
+        env=env,
+    )  # fmt: skip
+    assert refused.exit_code == 1
+    assert "has_opted_out must be a boolean" in refused.stderr

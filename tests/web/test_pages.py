@@ -297,6 +297,15 @@ def test_contact_errors_show_next_to_their_field(alice: User) -> None:
             "custom_parameter_key[2]",
             "custom_parameter_key[2] must be 1 to 64 characters, got 0",
         ),
+        (  # the API's rule, from the same function
+            {
+                "phone_number": "+393331234568",
+                "custom_parameter_key[0]": " plan",
+                "custom_parameter_value[0]": "x",
+            },
+            "custom_parameter_key[0]",
+            "custom_parameter_key[0] ' plan' must not begin or end with a space",
+        ),  # fmt: skip
     ]:
         page = alice.client.post("/contacts/new", data={**fields, "csrf_token": token})
         assert page.status_code in (400, 409)

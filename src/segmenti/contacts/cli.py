@@ -22,6 +22,8 @@ from segmenti.contacts.reader_process import ChildStager
 from segmenti.contacts.staging import StagedBatch
 from segmenti.db import migrate
 from segmenti.db.engine import Database
+from segmenti.forms import Params
+from segmenti.segments.forms import opt_outs
 from segmenti.settings import Settings
 
 contacts_app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
@@ -211,16 +213,38 @@ def export_command(
     segment: Annotated[
         int | None, typer.Option("--segment", help="Only this segment's members.")
     ] = None,
+    include_opted_out: Annotated[
+        bool,
+        typer.Option(
+            "--include-opted-out", help="With --segment: also members that have opted out."
+        ),
+    ] = False,
+    has_opted_out: Annotated[
+        str | None,
+        typer.Option(
+            "--has-opted-out",
+            help="With --segment: only members that have (1) or have not (0) opted out.",
+        ),
+    ] = None,
 ) -> None:
-    """Writes contacts as CSV (the columns an import reads) to standard output."""
+    """Writes contacts as CSV (the columns an import reads) to standard output. A
+    segment's members are chosen as its member list chooses them: without the opted-out
+    ones unless asked."""
     db = database()
     try:
+        params = Params.from_pairs(
+            [("include_opted_out", "1" if include_opted_out else "0")]
+            + ([] if has_opted_out is None else [("has_opted_out", has_opted_out)])
+        )
+        choice = opt_outs(params)
         with db.read() as session:
             if not auth.user_exists(session, user_id=user):
                 raise errors.NotFound(f"user {user} does not exist")
-            export.contacts_where(session, user_id=user, segment_id=segment)
+            started = export.start_export(
+                session, user_id=user, segment_id=segment, opt_outs=choice
+            )
         out = sys.stdout.buffer
-        for chunk in export.export_csv(db, user_id=user, segment_id=segment):
+        for chunk in export.export_csv(db, started):
             out.write(chunk.encode("utf-8"))
         out.flush()
     except errors.SegmentiError as exc:

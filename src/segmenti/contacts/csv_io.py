@@ -20,11 +20,13 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from segmenti import errors, phones
+from segmenti.forms import check_parameter_key
 
 PHONE_COLUMN: Final = "phone_number"
 NAME_COLUMN: Final = "name"
@@ -34,8 +36,12 @@ PARAM_PREFIX: Final = "param:"
 DELIMITERS: Final = (",", ";", "\t")
 
 MAX_NAME: Final = 256
-MAX_KEY: Final = 64
 MAX_VALUE: Final = 512
+
+# What a spreadsheet would read as the start of a formula, and the escape itself.
+FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+ESCAPE: Final = "'"
+_ESCAPED_FIRST: Final = frozenset((*FORMULA_START, ESCAPE))
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -80,28 +86,28 @@ class Header:
 
 
 def parse_header(columns: Sequence[str]) -> Header:
-    """Reads the header row; raises `errors.Invalid` naming the offending column."""
+    """Reads the header row; raises `errors.Invalid` naming the offending column.
+
+    Reserved names are recognised with surrounding spaces; a parameter key is the cell
+    as written (less one escaping `'` and a leading `param:`), and must be a key the API
+    accepts: one with surrounding spaces is refused, not trimmed, as the API refuses it."""
     phone_index = name_index = opt_out_index = None
     parameters: list[tuple[int, str]] = []
     seen: set[str] = set()
     for index, raw in enumerate(columns):
-        column = raw.strip()
-        reserved = column.lower()
+        column = unescape(raw)
+        reserved = column.strip().lower()
         if column[: len(PARAM_PREFIX)].lower() == PARAM_PREFIX:
             key, reserved = column[len(PARAM_PREFIX) :], ""
         else:
             key = column
         where = f"column {index + 1} of the header"
-        if not key:
+        if not key.strip():
             raise errors.Invalid(f"{where} has no name", parameter=PARAMETER)
         if reserved in RESERVED:
             identity = reserved
         else:
-            if len(key) > MAX_KEY or "\x00" in key:
-                raise errors.Invalid(
-                    f"{where}: a custom parameter key is 1 to {MAX_KEY} characters, got {len(key)}",
-                    parameter=PARAMETER,
-                )
+            check_parameter_key(f"{where}: the key", key, parameter=PARAMETER)
             identity = PARAM_PREFIX + key
         if identity in seen:
             raise errors.Invalid(f"{where}: {column[:80]!r} appears twice", parameter=PARAMETER)
@@ -119,13 +125,21 @@ def parse_header(columns: Sequence[str]) -> Header:
     return Header(tuple(columns), phone_index, name_index, opt_out_index, tuple(parameters))
 
 
-def sniff_delimiter(header_line: str) -> str:
-    """The most frequent of `,` `;` tab in the header line; `,` when there is none (a file
-    of phone numbers alone). The header is ours to read, so this beats csv.Sniffer, which
-    guesses from data rows and is thrown off by commas inside names."""
-    counts = {delimiter: header_line.count(delimiter) for delimiter in DELIMITERS}
-    best = max(DELIMITERS, key=lambda delimiter: counts[delimiter])
-    return best if counts[best] else ","
+# The header's phone_number cell, maybe quoted or spaced, with the delimiter after it (or,
+# at the end of the line, before it).
+_PHONE_CELL = re.compile(
+    r'(?:^|(?P<before>[,;\t]))[ "]*phone_number[ "]*(?P<after>[,;\t]|$)', re.IGNORECASE
+)
+
+
+def header_delimiter(header_line: str) -> str:
+    """The delimiter next to the `phone_number` cell of the header line; `,` when it is
+    the only column (or there is none, which `parse_header` then refuses). Counting the
+    delimiters of the whole line instead would let a key such as `a;b;c` choose `;`."""
+    match = _PHONE_CELL.search(header_line.rstrip("\r\n"))
+    if match is None:
+        return ","
+    return match.group("after") or match.group("before") or ","
 
 
 def text_stream(binary: IO[bytes]) -> io.TextIOWrapper:
@@ -148,7 +162,7 @@ class CsvReader:
             raise errors.Invalid(
                 "the file is empty: the first line must name the columns", parameter=PARAMETER
             )
-        self.delimiter = sniff_delimiter(first)
+        self.delimiter = header_delimiter(first)
         self._lines = itertools.chain([first], text)
         self._reader = csv.reader(self._lines, delimiter=self.delimiter, strict=False)
         header_fields = self._next()
@@ -198,7 +212,7 @@ class CsvReader:
             reason = None
             name = None
             if name_index is not None:
-                name = fields[name_index].strip()
+                name = unescape(fields[name_index].strip()).strip()
                 if len(name) > MAX_NAME:
                     reason = f"name: at most {MAX_NAME} characters, got {len(name)}"
             opted_out = None
@@ -214,7 +228,7 @@ class CsvReader:
             if given_parameters:
                 custom = {}
                 for index, key in parameters:
-                    value = fields[index]
+                    value = unescape(fields[index])
                     if value:
                         if len(value) > MAX_VALUE:
                             reason = f"{key}: at most {MAX_VALUE} characters, got {len(value)}"
@@ -237,11 +251,22 @@ def _not_utf8(line: int) -> errors.Invalid:
 # -- export ---------------------------------------------------------------------------
 
 
+def escape(cell: str) -> str:
+    """The cell as an export writes it: with one `'` in front if a spreadsheet would
+    take it for a formula, or if it starts with `'` itself (so `unescape` is exact)."""
+    return ESCAPE + cell if cell and cell[0] in _ESCAPED_FIRST else cell
+
+
+def unescape(cell: str) -> str:
+    """The cell as an import reads it: without one leading `'`, if any."""
+    return cell[1:] if cell.startswith(ESCAPE) else cell
+
+
 def parameter_column(key: str) -> str:
     """The header that reads back as custom parameter `key`."""
-    if key.lower() in RESERVED or key[: len(PARAM_PREFIX)].lower() == PARAM_PREFIX:
-        return PARAM_PREFIX + key
-    return key
+    if key.strip().lower() in RESERVED or key[: len(PARAM_PREFIX)].lower() == PARAM_PREFIX:
+        return escape(PARAM_PREFIX + key)
+    return escape(key)
 
 
 def export_header(keys: Sequence[str]) -> list[str]:
@@ -250,40 +275,19 @@ def export_header(keys: Sequence[str]) -> list[str]:
 
 def export_row(contact: Any, keys: Sequence[str]) -> list[str]:
     custom = contact["custom_parameters"] or {}
+    escaped = _ESCAPED_FIRST
+    values = [custom.get(key, "") for key in keys]
     return [
         contact["phone_number"],
-        contact["name"] or "",
+        escape(contact["name"] or ""),
         "1" if contact["has_opted_out"] else "0",
-        *(custom.get(key, "") for key in keys),
+        # `escape`, inlined: this runs for every cell of a million-contact export.
+        *[ESCAPE + value if value and value[0] in escaped else value for value in values],
     ]
 
 
-class _Line:
-    """A file-like sink that keeps what csv.writer wrote, to hand it out in chunks."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
-
-    def take(self) -> str:
-        text = "".join(self.parts)
-        self.parts.clear()
-        return text
-
-
-def csv_chunks(
-    header: Sequence[str], rows: Iterable[Sequence[str]], every: int = 1000
-) -> Iterator[str]:
-    """The CSV text of a header and rows, in chunks of `every` rows (CRLF line ends, as
-    RFC 4180 and spreadsheets expect)."""
-    sink = _Line()
-    writer = csv.writer(sink)
-    writer.writerow(header)
-    for count, row in enumerate(rows, 1):
-        writer.writerow(row)
-        if count % every == 0:
-            yield sink.take()
-    yield sink.take()
+def csv_text(rows: Iterable[Sequence[str]]) -> str:
+    """The CSV text of rows, with CRLF line ends as RFC 4180 and spreadsheets expect."""
+    sink = io.StringIO()
+    csv.writer(sink).writerows(rows)
+    return sink.getvalue()

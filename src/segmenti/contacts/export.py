@@ -1,50 +1,80 @@
 """Contacts out as CSV, in the columns an import reads, so an export re-imports to the
-same contacts. Streamed: contacts are read a page at a time by id, so memory stays flat
-whatever the number of contacts."""
+same contacts.
+
+Streamed a page at a time by contact id (a keyset cursor), each page read in its own
+short session: the connection goes back to the pool before the page is handed on, so a
+client that reads slowly, or stops reading, holds no connection and no snapshot (on
+SQLite, a snapshot held open would also keep the write-ahead log from being
+checkpointed). Memory stays flat: one page of rows and its text.
+
+What a write made during an export does to it: the columns (parameter keys) and a
+segment's definition are read when the export starts; each page then sees the contacts
+as committed when that page is read. A contact created meanwhile is exported if its id
+lies past the page being read (new ids grow); one deleted before its page is read is
+left out; one changed after its page was sent is exported as it was, and one changed
+before as it is then (a value under a key added after the start is not written, as no
+column holds it). Every contact unchanged during the export is exported exactly once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from segmenti.contacts import csv_io
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts
 from segmenti.segments import service as segments_service
-from segmenti.segments.members import members_where
+from segmenti.segments.members import OptOuts, selected_members_where
 
 PAGE = 5_000
+# A page of a user with many keys is shorter, so that a page (its rows, then its text)
+# stays a few megabytes at most: 64 keys of 512-character values make 35 KB rows.
+PAGE_CELLS = 100_000
 
 
-def contacts_where(
-    session: Session, *, user_id: int, segment_id: int | None
-) -> ColumnElement[bool]:
-    """Which contacts an export holds: all of the user's, or a segment's members (opted-out
-    members included: the has_opted_out column says so). NotFound for another user's or
-    a missing segment, raised before anything is streamed."""
+@dataclass(frozen=True)
+class Export:
+    """What an export holds, decided when it starts: which contacts, which columns."""
+
+    where: ColumnElement[bool]
+    keys: list[str]
+
+    @property
+    def page_size(self) -> int:
+        return max(100, min(PAGE, PAGE_CELLS // (len(self.keys) + 3)))
+
+    def header(self) -> str:
+        return csv_io.csv_text([csv_io.export_header(self.keys)])
+
+
+def start_export(
+    session: Session,
+    *,
+    user_id: int,
+    segment_id: int | None = None,
+    opt_outs: OptOuts | None = None,
+) -> Export:
+    """All of the user's contacts, or a segment's members chosen by `opt_outs` as the
+    member list chooses them (by default without the opted-out ones, as total_contacts
+    counts them; the has_opted_out column says which are). NotFound for another user's
+    or a missing segment, raised before anything is sent."""
     if segment_id is None:
-        return contacts.c.user_id == user_id
-    segment = segments_service.get_segment(session, user_id=user_id, segment_id=segment_id)
-    return members_where(
-        user_id=user_id,
-        segment_id=segment_id,
-        type=segment["type"],
-        settings=segment["settings"],
-        include_opted_out=True,
-    )
-
-
-def export_csv(db: Database, *, user_id: int, segment_id: int | None = None) -> Iterator[str]:
-    """The CSV text in chunks. Call `contacts_where` first when a missing segment must be
-    an error rather than a stream that stops."""
-    with db.read() as session:
-        where = contacts_where(session, user_id=user_id, segment_id=segment_id)
-        keys = parameter_keys(session, user_id=user_id)
-        yield from csv_io.csv_chunks(
-            csv_io.export_header(keys), _rows(session, where=where, keys=keys)
+        where = contacts.c.user_id == user_id
+    else:
+        segment = segments_service.get_segment(session, user_id=user_id, segment_id=segment_id)
+        where = selected_members_where(
+            user_id=user_id,
+            segment_id=segment_id,
+            type=segment["type"],
+            settings=segment["settings"],
+            opt_outs=opt_outs or OptOuts(),
         )
+    return Export(where=where, keys=parameter_keys(session, user_id=user_id))
 
 
 def parameter_keys(session: Session, *, user_id: int) -> list[str]:
@@ -66,10 +96,11 @@ def parameter_keys(session: Session, *, user_id: int) -> list[str]:
         keys.append(key)
 
 
-def _rows(session: Session, *, where: ColumnElement[bool], keys: list[str]) -> Iterator[list[str]]:
-    last_id = 0
-    while True:
-        page = session.execute(
+def read_page(db: Database, export: Export, *, after_id: int) -> tuple[str, int | None]:
+    """The CSV text of the page of contacts after `after_id`, and the last id on it (None
+    when no contact is left). Its own session, closed before the text is made."""
+    with db.read() as session:
+        rows = session.execute(
             select(
                 contacts.c.id,
                 contacts.c.phone_number,
@@ -77,12 +108,37 @@ def _rows(session: Session, *, where: ColumnElement[bool], keys: list[str]) -> I
                 contacts.c.has_opted_out,
                 contacts.c.custom_parameters,
             )
-            .where(where, contacts.c.id > last_id)
+            .where(export.where, contacts.c.id > after_id)
             .order_by(contacts.c.id)
-            .limit(PAGE)
+            .limit(export.page_size)
         ).all()
-        if not page:
+    if not rows:
+        return "", None
+    keys = export.keys
+    text = csv_io.csv_text([csv_io.export_row(row._mapping, keys) for row in rows])
+    return text, int(rows[-1].id)
+
+
+def export_csv(db: Database, export: Export) -> Iterator[str]:
+    """The CSV text, a page at a time (the CLI's export)."""
+    yield export.header()
+    after_id = 0
+    while True:
+        text, last_id = read_page(db, export, after_id=after_id)
+        if last_id is None:
             return
-        for row in page:
-            yield csv_io.export_row(row._mapping, keys)
-        last_id = page[-1].id
+        yield text
+        after_id = last_id
+
+
+async def stream_csv(db: Database, export: Export) -> AsyncGenerator[str, None]:
+    """The CSV text, a page at a time, for an HTTP response: each page is read in a
+    worker thread, and nothing is held between pages while the client is sent one."""
+    yield export.header()
+    after_id = 0
+    while True:
+        text, last_id = await run_in_threadpool(read_page, db, export, after_id=after_id)
+        if last_id is None:
+            return
+        yield text
+        after_id = last_id

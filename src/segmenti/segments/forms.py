@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from segmenti import errors
-from segmenti.forms import Params, check_text
+from segmenti.forms import Params, check_text, parse_bool
 from segmenti.segments import filters
+from segmenti.segments.members import OptOuts
 from segmenti.segments.service import TYPES, SegmentInput, normalize_bulk, parse_contacts_ids
 from segmenti.settings import Settings
 
@@ -35,4 +36,17 @@ def segment_input(params: Params, settings: Settings) -> SegmentInput:
         filter_parameter=next(
             (name for name in filters.FILTER_FIELDS if params.has(name)), filters.KEY_FIELD
         ),
+    )
+
+
+def opt_outs(params: Params) -> OptOuts:
+    """`include_opted_out` and `has_opted_out` of a member list or a segment's export;
+    an empty value is as good as absent."""
+
+    def flag(name: str) -> bool | None:
+        raw = params.text(name)
+        return None if raw is None or raw.strip() == "" else parse_bool(name, raw)
+
+    return OptOuts(
+        include_opted_out=bool(flag("include_opted_out")), has_opted_out=flag("has_opted_out")
     )

@@ -66,6 +66,47 @@ def members_where(
     return and_(where, contacts.c.has_opted_out.is_(False))
 
 
+@dataclass(frozen=True)
+class OptOuts:
+    """Which opted-out members a member list or a segment's export holds: none by
+    default (exactly the members total_contacts counts), all of them with
+    `include_opted_out`, or, when `has_opted_out` is given, only the members that have
+    (True) or have not (False) opted out, whatever `include_opted_out` says."""
+
+    include_opted_out: bool = False
+    has_opted_out: bool | None = None
+
+    @property
+    def counted_only(self) -> bool:
+        """Exactly the members total_contacts counts."""
+        if self.has_opted_out is None:
+            return not self.include_opted_out
+        return self.has_opted_out is False
+
+
+def selected_members_where(
+    *,
+    user_id: int,
+    segment_id: int,
+    type: str,
+    settings: Mapping[str, Any],
+    opt_outs: OptOuts,
+    correlated: bool = False,
+) -> ColumnElement[bool]:
+    """`members_where` with the opted-out members `opt_outs` selects."""
+    where = members_where(
+        user_id=user_id,
+        segment_id=segment_id,
+        type=type,
+        settings=settings,
+        include_opted_out=opt_outs.include_opted_out or opt_outs.has_opted_out is not None,
+        correlated=correlated,
+    )
+    if opt_outs.has_opted_out is not None:
+        where = and_(where, contacts.c.has_opted_out.is_(opt_outs.has_opted_out))
+    return where
+
+
 def _load(session: Session, *, user_id: int, segment_id: int) -> dict[str, Any]:
     """What membership needs of a segment: its type, count and, for a filter, its
     settings (those of a bulk segment can hold 100,000 numbers and are not needed)."""
@@ -113,24 +154,21 @@ def list_members(
     `page` a label only; without it `page` is an OFFSET. `has_opted_out`, when given,
     decides on its own which opted-out members are in (it needs no include flag)."""
     segment = _load(session, user_id=user_id, segment_id=segment_id)
-    include = include_opted_out or has_opted_out is not None
+    opt_outs = OptOuts(include_opted_out, has_opted_out)
     # Exactly the members total_contacts counts, which is maintained exact: no COUNT
     # over the members per page.
-    counted_only = not include or has_opted_out is False
+    counted_only = opt_outs.counted_only
     is_filter = segment["type"] == "filter"
 
     def members(correlated: bool) -> ColumnElement[bool]:
-        where = members_where(
+        return selected_members_where(
             user_id=user_id,
             segment_id=segment_id,
             type=segment["type"],
             settings=segment["settings"],
-            include_opted_out=include,
+            opt_outs=opt_outs,
             correlated=correlated,
         )
-        if has_opted_out is not None:
-            where = and_(where, contacts.c.has_opted_out.is_(has_opted_out))
-        return where
 
     if counted_only:
         total = int(segment["total_contacts"])

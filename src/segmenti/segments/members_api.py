@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from segmenti import schemas
 from segmenti.db.tables import MAX_ID
-from segmenti.forms import Params, parse_bool, parse_positive_int
+from segmenti.forms import Params, parse_positive_int
 from segmenti.http import (
     ResourceId,
     body_params,
@@ -24,21 +24,13 @@ from segmenti.http import (
 )
 from segmenti.paging import Page
 from segmenti.segments import members, service
-from segmenti.segments.forms import segment_input
+from segmenti.segments.forms import opt_outs, segment_input
 
 router = APIRouter(prefix="/api/segments", tags=["segments"])
 
 _BOOLEAN = {"type": "string", "enum": ["0", "1", "true", "false"]}
-_MEMBER_LIST_PARAMETERS = [
-    *schemas.page_parameters(),
-    schemas.query_parameter(
-        "after_id",
-        {"type": "integer", "minimum": 1},
-        "Keyset cursor: the members after this contact id. Then `page` only labels the "
-        "page in `meta` and links; the `next` link carries the cursor, so following it "
-        "costs the same on every page. Without it `page` skips (page - 1) * "
-        "results_per_page members, which costs more the deeper the page.",
-    ),
+# The member list's and the segment export's (segments.forms.opt_outs reads them).
+OPT_OUT_PARAMETERS = [
     schemas.query_parameter(
         "include_opted_out",
         {**_BOOLEAN, "default": "0"},
@@ -50,6 +42,18 @@ _MEMBER_LIST_PARAMETERS = [
         "Only members that have (1) or have not (0) opted out; include_opted_out is "
         "then not needed.",
     ),
+]
+_MEMBER_LIST_PARAMETERS = [
+    *schemas.page_parameters(),
+    schemas.query_parameter(
+        "after_id",
+        {"type": "integer", "minimum": 1},
+        "Keyset cursor: the members after this contact id. Then `page` only labels the "
+        "page in `meta` and links; the `next` link carries the cursor, so following it "
+        "costs the same on every page. Without it `page` skips (page - 1) * "
+        "results_per_page members, which costs more the deeper the page.",
+    ),
+    *OPT_OUT_PARAMETERS,
 ]
 
 _CHECK = {
@@ -119,11 +123,6 @@ _PREVIEW_BODY = schemas.request_body(
 )
 
 
-def _flag(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    return None if raw is None or raw.strip() == "" else parse_bool(name, raw)
-
-
 def _members_envelope(
     request: Request, listed: members.MemberPage, *, page: Page
 ) -> dict[str, Any]:
@@ -186,6 +185,7 @@ def list_members(
     after_id = None if raw_after in (None, "") else parse_positive_int("after_id", raw_after)
     if after_id is not None:
         after_id = min(after_id, MAX_ID)  # nothing lies past MAX_ID; the driver cannot bind it
+    choice = opt_outs(Params.from_pairs(request.query_params.multi_items()))
     with database(request).read() as session:
         listed = members.list_members(
             session,
@@ -193,8 +193,8 @@ def list_members(
             segment_id=segment_id,
             page=page,
             after_id=after_id,
-            include_opted_out=bool(_flag(request, "include_opted_out")),
-            has_opted_out=_flag(request, "has_opted_out"),
+            include_opted_out=choice.include_opted_out,
+            has_opted_out=choice.has_opted_out,
         )
     return JSONResponse(_members_envelope(request, listed, page=page))
 
