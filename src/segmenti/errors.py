@@ -9,6 +9,8 @@ from typing import Any
 class SegmentiError(Exception):
     status: int = 500
     title: str = "Internal server error"
+    # HTTP headers the answer carries besides the error body (Retry-After).
+    headers: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -81,3 +83,10 @@ class TooManyRequests(SegmentiError):
 class ServiceUnavailable(SegmentiError):
     status = 503
     title = "Service unavailable"
+
+    def __init__(
+        self, detail: str | None = None, *, retry_after: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(detail, **kwargs)
+        if retry_after is not None:
+            self.headers = {"Retry-After": str(retry_after)}

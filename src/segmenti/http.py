@@ -153,7 +153,7 @@ def error_response(
 
 async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.SegmentiError)
-    return error_response(exc)
+    return error_response(exc, headers=exc.headers)
 
 
 _HTTP_ERRORS: dict[int, type[errors.SegmentiError]] = {
