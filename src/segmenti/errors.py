@@ -9,6 +9,8 @@ from typing import Any
 class SegmentiError(Exception):
     status: int = 500
     title: str = "Internal server error"
+    # HTTP headers the answer carries besides the error body (Retry-After).
+    headers: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -78,15 +80,23 @@ class UnsupportedMediaType(SegmentiError):
     title = "Unsupported media type"
 
 
-class TooManyRequests(SegmentiError):
+class _Retryable(SegmentiError):
+    """An error worth retrying later: `retry_after` seconds, when known, become the
+    answer's Retry-After header."""
+
+    def __init__(
+        self, detail: str | None = None, *, retry_after: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(detail, **kwargs)
+        if retry_after is not None:
+            self.headers = {"Retry-After": str(retry_after)}
+
+
+class TooManyRequests(_Retryable):
     status = 429
     title = "Too many requests"
 
-    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after  # seconds, the answer's Retry-After, when known
 
-
-class ServiceUnavailable(SegmentiError):
+class ServiceUnavailable(_Retryable):
     status = 503
     title = "Service unavailable"

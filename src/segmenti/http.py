@@ -192,9 +192,7 @@ def error_response(
 
 async def handle_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.SegmentiError)
-    if isinstance(exc, errors.TooManyRequests) and exc.retry_after is not None:
-        return error_response(exc, headers={"Retry-After": str(exc.retry_after)})
-    return error_response(exc)
+    return error_response(exc, headers=exc.headers)
 
 
 _HTTP_ERRORS: dict[int, type[errors.SegmentiError]] = {

@@ -1,15 +1,17 @@
 """The compilations of a filter agree: SQL (member lists), the index-driven COUNT
 (counts from scratch) and Python (maintained counts). Random contacts and filters,
-real SQLite."""
+real SQLite, and PostgreSQL too when the tests have one (SEGMENTI_TEST_DATABASE_URL)."""
 
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 from unittest.mock import patch
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import Engine, create_engine, insert, select
 from sqlalchemy.orm import Session
 
 from segmenti.db.tables import contact_parameters, contacts, metadata, users
@@ -17,8 +19,11 @@ from segmenti.segments import filters
 from segmenti.segments.filters import ContactState, indexed_parameters
 from segmenti.segments.recount import UserColumns
 from segmenti.timeutil import utcnow
+from tests.conftest import PG_URL
 
-ALPHABET = "aAbB%_\\'.ß1 -"
+# ß folds to two characters, é and 𝄞 take two and four bytes in UTF-8: suffixes and
+# substrings are compared in characters of the folded value on every backend.
+ALPHABET = "aAbB%_\\'.ß1 -é𝄞"
 values = st.text(alphabet=ALPHABET + "0123456789", max_size=5) | st.sampled_from(
     ["1", "-2", "2.5", ".5", "1e2", "", " 3 ", "SS", "ss"]
 )
@@ -44,16 +49,34 @@ contact_specs = st.lists(
     max_size=8,
 )
 
-ENGINE = create_engine("sqlite://")
-metadata.create_all(ENGINE)
-with ENGINE.begin() as connection:
-    connection.execute(insert(users).values(id=1, name="u", datetime=utcnow()))
+SQLITE = create_engine("sqlite://")
+metadata.create_all(SQLITE)
+# Created inside each example's transaction, which is rolled back: on PostgreSQL the
+# tests' shared database may hold other tests' rows, never this user's.
+USER_ID = 1_000_000
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        yield SQLITE
+        return
+    if not PG_URL:
+        pytest.skip("no PostgreSQL server (SEGMENTI_TEST_DATABASE_URL)")
+    postgresql = create_engine(request.getfixturevalue("_template"))
+    yield postgresql
+    postgresql.dispose()
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(spec=filter_specs, people=contact_specs)
-def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # type: ignore[type-arg]
-    with ENGINE.connect() as connection, connection.begin() as transaction:
+def test_sql_and_python_agree(engine: Engine, spec: filters.Filter, people: list) -> None:  # type: ignore[type-arg]
+    with engine.connect() as connection, connection.begin() as transaction:
+        connection.execute(insert(users).values(id=USER_ID, name="u", datetime=utcnow()))
         expected = set()
         opted_out = set()
         predicate = filters.to_python(spec)
@@ -61,7 +84,7 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
             connection.execute(
                 insert(contacts).values(
                     id=number,
-                    user_id=1,
+                    user_id=USER_ID,
                     phone_number=f"+{number}",
                     custom_parameters=raw,
                     country_code=country,
@@ -74,7 +97,7 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
                 connection.execute(
                     insert(contact_parameters).values(
                         contact_id=number,
-                        user_id=1,
+                        user_id=USER_ID,
                         key=key,
                         value_folded=folded,
                         value_number=value_number,
@@ -87,16 +110,16 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
                 opted_out.add(number)
         found = set(
             connection.execute(
-                select(contacts.c.id).where(filters.to_sql(spec, user_id=1))
+                select(contacts.c.id).where(filters.to_sql(spec, user_id=USER_ID))
             ).scalars()
         )
         found_correlated = set(
             connection.execute(
-                select(contacts.c.id).where(filters.to_sql(spec, user_id=1, correlated=True))
+                select(contacts.c.id).where(filters.to_sql(spec, user_id=USER_ID, correlated=True))
             ).scalars()
         )
-        counted = connection.execute(filters.count_sql(spec, user_id=1)).scalar_one()
-        from_columns = UserColumns(Session(bind=connection), user_id=1).count(spec)
+        counted = connection.execute(filters.count_sql(spec, user_id=USER_ID)).scalar_one()
+        from_columns = UserColumns(Session(bind=connection), user_id=USER_ID).count(spec)
         transaction.rollback()
     assert found == expected
     assert found_correlated == expected
@@ -105,13 +128,14 @@ def test_sql_and_python_agree(spec: filters.Filter, people: list) -> None:  # ty
 
 def test_columns_count_keys_with_more_than_255_and_65535_distinct_values() -> None:
     """Keys past 255 distinct values take two byte columns; past 65,535, SQL."""
-    with ENGINE.connect() as connection, connection.begin() as transaction:
+    with SQLITE.connect() as connection, connection.begin() as transaction:
+        connection.execute(insert(users).values(id=USER_ID, name="u", datetime=utcnow()))
         connection.execute(
             insert(contacts),
             [
                 {
                     "id": number,
-                    "user_id": 1,
+                    "user_id": USER_ID,
                     "phone_number": f"+{number}",
                     "custom_parameters": {},
                     "has_opted_out": number % 7 == 0,
@@ -125,7 +149,7 @@ def test_columns_count_keys_with_more_than_255_and_65535_distinct_values() -> No
             [
                 {
                     "contact_id": number,
-                    "user_id": 1,
+                    "user_id": USER_ID,
                     "key": "n",
                     "value_folded": str(number),
                     "value_number": float(number),
@@ -144,12 +168,14 @@ def test_columns_count_keys_with_more_than_255_and_65535_distinct_values() -> No
                 ("exact", "600"),
             )
         ]
-        expected = [connection.execute(filters.count_sql(s, user_id=1)).scalar_one() for s in specs]
-        columns = UserColumns(session, user_id=1)
+        expected = [
+            connection.execute(filters.count_sql(s, user_id=USER_ID)).scalar_one() for s in specs
+        ]
+        columns = UserColumns(session, user_id=USER_ID)
         assert [columns.count(s) for s in specs] == expected
         assert expected[-1] == 1
         with patch("segmenti.segments.recount._MAX_TWO_BYTE_CODES", 100):
-            through_sql = UserColumns(session, user_id=1)
+            through_sql = UserColumns(session, user_id=USER_ID)
             assert [through_sql.count(s) for s in specs] == expected
         transaction.rollback()
 

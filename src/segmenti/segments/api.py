@@ -85,14 +85,18 @@ def create_segment(
     params: Params = Depends(body_params),
 ) -> Response:
     data = segment_input(params, request.app.state.settings)
+    db = database(request)
 
-    def create(session: Session) -> JSONResponse:
-        segment_id = service.create_segment(session, user_id=user_id, data=data)
-        return JSONResponse({"data": {"id": segment_id}}, status_code=201)
+    def create_counted(counted: service.Precounted | None) -> Response:
+        def create(session: Session) -> JSONResponse:
+            segment_id = service.create_segment(
+                session, user_id=user_id, data=data, counted=counted
+            )
+            return JSONResponse({"data": {"id": segment_id}}, status_code=201)
 
-    return idempotency.create_once(
-        request, database(request), user_id=user_id, params=params, create=create
-    )
+        return idempotency.create_once(request, db, user_id=user_id, params=params, create=create)
+
+    return service.counting_first(db, user_id=user_id, data=data, write=create_counted)
 
 
 for path in ("", "/"):
@@ -146,8 +150,15 @@ def update_segment(
     params: Params = Depends(body_params),
 ) -> JSONResponse:
     data = segment_input(params, request.app.state.settings)
-    with database(request).write() as session:
-        service.update_segment(session, user_id=user_id, segment_id=segment_id, data=data)
+    db = database(request)
+
+    def update(counted: service.Precounted | None) -> None:
+        with db.write() as session:
+            service.update_segment(
+                session, user_id=user_id, segment_id=segment_id, data=data, counted=counted
+            )
+
+    service.counting_first(db, user_id=user_id, data=data, write=update)
     return JSONResponse({"data": {"id": segment_id}})
 
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from segmenti.db import migrate
 from segmenti.db.engine import Database
-from segmenti.segments import counts, recount
+from segmenti.segments import recount
 from segmenti.settings import Settings
 
 app = typer.Typer(help="Segments.", no_args_is_help=True)
@@ -28,8 +28,9 @@ def recount_command(
 
     Counts are maintained on every write, so this is for after a restore or a manual
     edit of the database, or to check them: it prints the ones that were wrong. Each
-    user is recounted in one transaction that holds the user's write lock, so the
-    user's writes wait for it (seconds per million contacts) and no count can miss one.
+    user is counted in one snapshot and its corrected totals stored only if none of
+    its contacts or segments changed meanwhile (or it is counted again), so no count
+    can miss a write; on SQLite no other user's writes wait for the counting.
     """
     db = Database(Settings.from_env())
     migrate.upgrade(db.engine)
@@ -47,19 +48,19 @@ def recount_command(
     )
     with progress:
         task = progress.add_task("segments", total=sum(per_user.values()))
+        done_before = 0
         for user_id in sorted(per_user):
-            with db.write() as session:
-                counts.lock_tenant(session, user_id=user_id, exclusive=True)
-                for item in recount.recount_user(session, user_id=user_id):
-                    if item.before != item.after:
-                        corrected.append(
-                            {
-                                "segment_id": item.segment_id,
-                                "before": item.before,
-                                "after": item.after,
-                            }
-                        )
-                    progress.advance(task)
+
+            def counted(done: int, base: int = done_before) -> None:
+                progress.update(task, completed=base + done)
+
+            for item in recount.recount_tenant(db, user_id=user_id, on_counted=counted):
+                if item.before != item.after:
+                    corrected.append(
+                        {"segment_id": item.segment_id, "before": item.before, "after": item.after}
+                    )
+            done_before += per_user[user_id]
+            progress.update(task, completed=done_before)
     seconds = time.perf_counter() - start
     db.dispose()
     total = sum(per_user.values())

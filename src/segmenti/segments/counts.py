@@ -10,6 +10,14 @@ its own transaction, so a count is never behind an answered write:
   * a segment created or redefined: counted from scratch with one SQL COUNT.
 Writers of one user are serialized against segment definitions by `lock_tenant`, so a
 segment being counted and a contact being written never miss each other.
+
+Counting from scratch can take seconds (a million contacts, or a filter made to be
+slow), and SQLite has one write lock for every user. There a segment is counted before
+its write transaction, in a read snapshot (`snapshot`), and the write transaction only
+checks that no contact of the user was written since (`Snapshot.check`): every contact
+writer moves the user's `contacts_version` on in `lock_tenant`. PostgreSQL counts
+inside the write transaction, under the user's exclusive row lock: it holds up that
+user's own writers only, and moving a counter on every contact write would queue them.
 """
 
 from __future__ import annotations
@@ -39,10 +47,17 @@ _cache: dict[tuple[str, int], _CompiledSegments] = {}
 _cache_lock = threading.Lock()
 
 
-def lock_tenant(session: Session, *, user_id: int, exclusive: bool) -> str:
+def lock_tenant(
+    session: Session, *, user_id: int, exclusive: bool, writes_contacts: bool = True
+) -> str:
     """Serializes segment definitions (exclusive) against contact writes (shared) of one
     user on PostgreSQL; SQLite already runs one writer at a time. Returns the user's
     segments_version.
+
+    `writes_contacts`: the transaction may create, change or delete contacts of the
+    user (False only for writers of segments and counts). On SQLite it then moves the
+    user's contacts_version on, which tells counts taken in an earlier snapshot that
+    they may be stale (`Snapshot`).
 
     Call it first in the transaction, before any other row lock: every writer then
     queues here, in one place, and cannot deadlock another one over later locks. It
@@ -52,7 +67,50 @@ def lock_tenant(session: Session, *, user_id: int, exclusive: bool) -> str:
     query = select(users.c.segments_version).where(users.c.id == user_id)
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(read=not exclusive)
+    elif writes_contacts:
+        session.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(contacts_version=users.c.contacts_version + 1)
+        )
     return str(session.execute(query).scalar_one())
+
+
+class StaleCount(Exception):
+    """A count taken in a snapshot that writes of the user have overtaken since."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What counts taken in one read transaction depended on (SQLite): the user's
+    contacts_version, and its segments_version for counts of stored segments."""
+
+    contacts_version: int
+    segments_version: str
+
+    def check(self, session: Session, *, user_id: int, segments_too: bool = False) -> None:
+        """Raises `StaleCount` unless the counts taken in the snapshot still hold.
+
+        Call in the write transaction, on SQLite after its BEGIN IMMEDIATE took the
+        write lock: from there to the commit nothing else can be written, so an
+        unchanged version means the counts hold when the transaction commits. With
+        `segments_too`, a segment written meanwhile makes the snapshot stale as well
+        (a recount of every segment)."""
+        now = snapshot(session, user_id=user_id)
+        if now.contacts_version != self.contacts_version or (
+            segments_too and now.segments_version != self.segments_version
+        ):
+            raise StaleCount(f"user {user_id} was written to since the count")
+
+
+def snapshot(session: Session, *, user_id: int) -> Snapshot:
+    """The user's versions as `session`'s transaction sees them. In a read transaction
+    on SQLite (WAL), the first statement fixes what every later one sees: read this
+    first, then count, in the same transaction."""
+    row = session.execute(
+        select(users.c.contacts_version, users.c.segments_version).where(users.c.id == user_id)
+    ).one()
+    return Snapshot(int(row.contacts_version), str(row.segments_version))
 
 
 def segments_changed(session: Session, *, user_id: int) -> None:

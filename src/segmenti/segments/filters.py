@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, select, true
+from sqlalchemy import ColumnElement, Integer, Select, Text, and_, exists, func, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from segmenti import errors, phones
 from segmenti.db.tables import contact_parameters, contacts
@@ -249,14 +251,16 @@ def value_sql(positive: str, value: str, *, table: Any = contact_parameters) -> 
         return folded_column == folded
     if positive in ("contains", "starts_with", "ends_with") and folded == "":
         return true()  # every string contains, starts and ends with ""
-    # autoescape=True escapes %, _ and the escape character itself: the value is
-    # matched literally, and it is a bound parameter either way.
+    # Not LIKE '%...%': with a leading % both backends try the pattern at every position
+    # of the value, character by character (50 conditions of 512 characters over 3,000
+    # values of 512 took 36 s on SQLite, issue 17). instr/strpos and a suffix compare
+    # are plain string searches; the value is a bound parameter and never a pattern.
     if positive == "contains":
-        return folded_column.contains(folded, autoescape=True)
+        return position_of(folded_column, folded) > 0
     if positive == "starts_with":
         return _prefix_range(folded_column, folded)
     if positive == "ends_with":
-        return folded_column.endswith(folded, autoescape=True)
+        return last_characters(folded_column, len(folded)) == folded
     number = parse_number(value)
     assert number is not None  # validated by parse()
     if positive == "bigger_than":
@@ -358,6 +362,44 @@ def _driven_walk(
         )
         clauses.append(~holds if condition.condition.startswith("not_") else holds)
     return clauses, driving
+
+
+class position_of(FunctionElement[int]):  # noqa: N801 - named like the SQL functions
+    """Where `needle` first occurs in `text`, counted in characters from 1; 0 when it
+    does not (SQLite's instr, PostgreSQL's strpos: the same function under two names)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(position_of, "sqlite")
+def _position_of_sqlite(element: position_of, compiler: Any, **kw: Any) -> str:
+    return f"instr({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(position_of, "postgresql")
+def _position_of_postgresql(element: position_of, compiler: Any, **kw: Any) -> str:
+    return f"strpos({compiler.process(element.clauses, **kw)})"
+
+
+class last_characters(FunctionElement[str]):  # noqa: N801 - named like the SQL functions
+    """The last `count` characters of `text` (all of it when shorter). Characters, not
+    bytes, on both backends, as Python's len() counts them: SQLite's substr(text, -n),
+    PostgreSQL's right(text, n). `count` is at least 1 (an empty suffix is never asked)."""
+
+    type = Text()
+    inherit_cache = True
+
+
+@compiles(last_characters, "sqlite")
+def _last_characters_sqlite(element: last_characters, compiler: Any, **kw: Any) -> str:
+    text, count = element.clauses
+    return f"substr({compiler.process(text, **kw)}, -{compiler.process(count, **kw)})"
+
+
+@compiles(last_characters, "postgresql")
+def _last_characters_postgresql(element: last_characters, compiler: Any, **kw: Any) -> str:
+    return f"right({compiler.process(element.clauses, **kw)})"
 
 
 def _prefix_range(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:

@@ -17,6 +17,10 @@ every filter from them:
     contacts that have not opted out; `int.bit_count()` is then the count.
 Every step is a C loop over a megabyte per million contacts. Keys with more than
 65,535 distinct values fall back to one SQL query per condition.
+
+On SQLite a user's segments are counted in a read snapshot and only the corrected
+totals are written under the write lock (`recount_tenant`), so a recount holds up no
+other user's writes for the seconds it counts.
 """
 
 from __future__ import annotations
@@ -27,10 +31,14 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts, segments
-from segmenti.segments import filters
+from segmenti.segments import counts, filters
 
 _MAX_TWO_BYTE_CODES = 65_535
+# Snapshots counted before a user whose writes keep overtaking them is recounted inside
+# the write lock after all (an administrator's command, finishing beats retrying).
+RECOUNT_ATTEMPTS = 3
 
 
 @dataclass
@@ -194,13 +202,8 @@ def segments_per_user(session: Session, *, user_id: int | None = None) -> dict[i
     return {row[0]: int(row[1]) for row in session.execute(query)}
 
 
-def recount_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
-    """Recomputes every total_contacts of the user from scratch, storing the ones that
-    differ; yields each segment as it is done.
-
-    Run it in one write transaction that holds the user's exclusive lock
-    (`counts.lock_tenant`): the columns are a snapshot, and no contact write may land
-    between reading it and storing the totals."""
+def count_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
+    """Every segment of the user counted from scratch, in id order; writes nothing."""
     from segmenti.segments.service import count_members
 
     rows = session.execute(
@@ -215,8 +218,67 @@ def recount_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
             total = columns.count(filters.Filter.from_settings(row.settings))
         else:
             total = count_members(session, user_id=user_id, segment_id=row.id)
-        if total != row.total_contacts:
-            session.execute(
-                segments.update().where(segments.c.id == row.id).values(total_contacts=total)
-            )
         yield Recounted(row.id, int(row.total_contacts), total)
+
+
+def store(session: Session, *, user_id: int, recounted: Recounted) -> None:
+    """Writes a recounted total, if it differs from the one stored."""
+    if recounted.after != recounted.before:
+        session.execute(
+            segments.update()
+            .where(segments.c.user_id == user_id, segments.c.id == recounted.segment_id)
+            .values(total_contacts=recounted.after)
+        )
+
+
+def recount_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
+    """Recomputes every total_contacts of the user from scratch, storing the ones that
+    differ; yields each segment as it is done.
+
+    Run it in one write transaction that holds the user's exclusive lock
+    (`counts.lock_tenant`): the columns are a snapshot, and no contact write may land
+    between reading it and storing the totals."""
+    for recounted in count_user(session, user_id=user_id):
+        store(session, user_id=user_id, recounted=recounted)
+        yield recounted
+
+
+def recount_tenant(
+    db: Database, *, user_id: int, on_counted: Callable[[int], None] | None = None
+) -> list[Recounted]:
+    """Recounts the user's segments, storing the totals that were wrong; `on_counted`
+    is called with how many are counted so far (progress).
+
+    SQLite: counted in a read snapshot, which holds no lock; a short write transaction
+    then stores the corrected totals, if no contact or segment of the user was written
+    since (`counts.Snapshot`), or else the user is counted again (RECOUNT_ATTEMPTS
+    times, then inside the write lock). PostgreSQL: in one write transaction under the
+    user's exclusive row lock, which holds up that user's writers only."""
+
+    def counted(items: Iterator[Recounted]) -> list[Recounted]:
+        done = []
+        for item in items:
+            done.append(item)
+            if on_counted is not None:
+                on_counted(len(done))
+        return done
+
+    if db.is_sqlite:
+        for _attempt in range(RECOUNT_ATTEMPTS):
+            with db.read() as session:
+                snapshot = counts.snapshot(session, user_id=user_id)
+                recounted = counted(count_user(session, user_id=user_id))
+            try:
+                with db.write() as session:
+                    counts.lock_tenant(
+                        session, user_id=user_id, exclusive=True, writes_contacts=False
+                    )
+                    snapshot.check(session, user_id=user_id, segments_too=True)
+                    for item in recounted:
+                        store(session, user_id=user_id, recounted=item)
+                return recounted
+            except counts.StaleCount:
+                continue
+    with db.write() as session:
+        counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
+        return counted(recount_user(session, user_id=user_id))

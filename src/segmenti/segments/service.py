@@ -10,11 +10,13 @@ are computed. `total_contacts` is maintained exactly (`counts.py`).
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,6 +39,7 @@ from sqlalchemy.orm import Session
 from segmenti import errors, metrics, phones
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.bulk import BulkWriter
+from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
 from segmenti.paging import Page
 from segmenti.segments import counts, filters
@@ -255,12 +258,16 @@ def _resolve_type(data: SegmentInput, *, current: str | None) -> str:
     return current or "filter"
 
 
-def create_segment(session: Session, *, user_id: int, data: SegmentInput) -> int:
+def create_segment(
+    session: Session, *, user_id: int, data: SegmentInput, counted: Precounted | None = None
+) -> int:
+    """Creates the segment. `counted`: its filter counted beforehand (`counting_first`);
+    without it a filter is counted here, inside the write transaction."""
     if data.name is None:
         raise errors.Invalid("name is required", parameter="name")
     kind = _resolve_type(data, current=None)
     _require_parameters(kind, data)
-    counts.lock_tenant(session, user_id=user_id, exclusive=True)
+    counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
     segment_id = session.execute(
         insert(segments)
         .values(
@@ -273,13 +280,21 @@ def create_segment(session: Session, *, user_id: int, data: SegmentInput) -> int
         )
         .returning(segments.c.id)
     ).scalar_one()
-    _define(session, user_id=user_id, segment_id=segment_id, kind=kind, data=data)
+    _define(session, user_id=user_id, segment_id=segment_id, kind=kind, data=data, counted=counted)
     counts.segments_changed(session, user_id=user_id)
     return int(segment_id)
 
 
-def update_segment(session: Session, *, user_id: int, segment_id: int, data: SegmentInput) -> int:
-    counts.lock_tenant(session, user_id=user_id, exclusive=True)
+def update_segment(
+    session: Session,
+    *,
+    user_id: int,
+    segment_id: int,
+    data: SegmentInput,
+    counted: Precounted | None = None,
+) -> int:
+    """Updates the segment; `counted` as for `create_segment`."""
+    counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
     current = _load(session, user_id=user_id, segment_id=segment_id)
     kind = _resolve_type(data, current=current.type)
     values: dict[str, Any] = {"last_datetime": utcnow()}
@@ -296,13 +311,15 @@ def update_segment(session: Session, *, user_id: int, segment_id: int, data: Seg
                 segment_members.c.user_id == user_id, segment_members.c.segment_id == segment_id
             )
         )
-        _define(session, user_id=user_id, segment_id=segment_id, kind=kind, data=data)
+        _define(
+            session, user_id=user_id, segment_id=segment_id, kind=kind, data=data, counted=counted
+        )
         counts.segments_changed(session, user_id=user_id)
     return segment_id
 
 
 def delete_segment(session: Session, *, user_id: int, segment_id: int) -> None:
-    counts.lock_tenant(session, user_id=user_id, exclusive=True)
+    counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
     _load(session, user_id=user_id, segment_id=segment_id)
     session.execute(delete(segments).where(_owned(user_id, segment_id)))
     counts.segments_changed(session, user_id=user_id)
@@ -320,9 +337,16 @@ def _require_parameters(kind: str, data: SegmentInput) -> None:
 
 
 def _define(
-    session: Session, *, user_id: int, segment_id: int, kind: str, data: SegmentInput
+    session: Session,
+    *,
+    user_id: int,
+    segment_id: int,
+    kind: str,
+    data: SegmentInput,
+    counted: Precounted | None,
 ) -> None:
-    """Stores the segment's settings and members, and counts it from scratch."""
+    """Stores the segment's settings and members, and counts it from scratch (or takes
+    the count `counted` made before the transaction, if it still holds)."""
     if kind == "bulk":
         assert data.bulk is not None
         members = _contacts_for_numbers(session, user_id=user_id, numbers=data.bulk.numbers)
@@ -339,7 +363,11 @@ def _define(
     else:
         spec = data.filter or filters.Filter()
         settings = spec.as_settings()
-        total = count_filter(session, user_id=user_id, spec=spec)
+        if counted is not None and counted.spec == spec:
+            counted.snapshot.check(session, user_id=user_id)  # or StaleCount
+            total = counted.total
+        else:
+            total = count_filter(session, user_id=user_id, spec=spec)
     session.execute(
         update(segments)
         .where(_owned(user_id, segment_id))
@@ -351,6 +379,87 @@ def _define(
 def count_filter(session: Session, *, user_id: int, spec: filters.Filter) -> int:
     """Members of a filter that have not opted out, counted from scratch."""
     return int(session.execute(filters.count_sql(spec, user_id=user_id)).scalar_one())
+
+
+# -- counting before the write lock ------------------------------------------------------
+
+# How many times a filter is counted in a snapshot before giving up on one that the
+# user's own contact writes keep overtaking.
+PRECOUNT_ATTEMPTS = 3
+# After that, a count that took at most this long is taken once more inside the write
+# transaction (it holds up every other writer for about as long); a longer one answers
+# 503 with Retry-After.
+COUNT_UNDER_LOCK_SECONDS = 0.2
+
+_Written = TypeVar("_Written")
+
+
+@dataclass(frozen=True, slots=True)
+class Precounted:
+    """A filter counted before the write transaction, in a read snapshot (SQLite)."""
+
+    spec: filters.Filter
+    total: int
+    snapshot: counts.Snapshot
+    seconds: float
+
+
+def filter_to_count(data: SegmentInput) -> filters.Filter | None:
+    """The filter a create or update with `data` counts from scratch, if any: a filter
+    given, or the type set to filter (every contact)."""
+    if data.filter is not None or data.type == "filter":
+        return data.filter or filters.Filter()
+    return None
+
+
+def precount(db: Database, *, user_id: int, spec: filters.Filter) -> Precounted:
+    """Counts the filter in a read transaction: on SQLite (WAL) it holds no lock that a
+    writer waits for, and sees one snapshot from its first statement on."""
+    with db.read() as session:
+        snapshot = counts.snapshot(session, user_id=user_id)
+        start = time.perf_counter()
+        total = count_filter(session, user_id=user_id, spec=spec)
+        seconds = time.perf_counter() - start
+    return Precounted(spec, total, snapshot, seconds)
+
+
+def counting_first(
+    db: Database,
+    *,
+    user_id: int,
+    data: SegmentInput,
+    write: Callable[[Precounted | None], _Written],
+) -> _Written:
+    """Runs `write(counted)`, one write transaction that creates or updates a segment
+    with `data`, with its filter counted beforehand outside the write lock (SQLite).
+
+    SQLite has one write lock for the whole database: a count inside it (seconds for a
+    large or hostile filter) would stop every other user's writes. The count is taken
+    in a snapshot, and `write` raises `counts.StaleCount` if a contact of the user was
+    written since; it is then counted again, up to PRECOUNT_ATTEMPTS times. A user
+    whose own writes keep overtaking its count gets the count inside the write lock if
+    it is cheap (COUNT_UNDER_LOCK_SECONDS), or else a 503 with Retry-After.
+
+    PostgreSQL counts inside `write`: there the user's exclusive row lock
+    (`counts.lock_tenant`) holds up only that user's writers."""
+    spec = filter_to_count(data)
+    if spec is None or not db.is_sqlite:
+        return write(None)
+    seconds = 0.0
+    for _attempt in range(PRECOUNT_ATTEMPTS):
+        counted = precount(db, user_id=user_id, spec=spec)
+        seconds = counted.seconds
+        try:
+            return write(counted)
+        except counts.StaleCount:
+            continue
+    if seconds <= COUNT_UNDER_LOCK_SECONDS:
+        return write(None)
+    raise errors.ServiceUnavailable(
+        f"the segment's count ({seconds:.1f} s) was overtaken by writes to your contacts "
+        f"{PRECOUNT_ATTEMPTS} times; nothing was saved, retry the request",
+        retry_after=max(1, math.ceil(seconds)),
+    )
 
 
 def count_members(session: Session, *, user_id: int, segment_id: int) -> int:

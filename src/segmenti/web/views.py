@@ -196,16 +196,26 @@ def _save_segment(
         return _segment_form_page(request, viewer, form, segment=segment)
     try:
         data = segment_input(Params.from_pairs(form.to_pairs()), _settings(request))
-        with database(request).write() as session:
-            if segment is None:
-                segment_id = segments_service.create_segment(
-                    session, user_id=viewer.user_id, data=data
+        db = database(request)
+
+        def save(counted: segments_service.Precounted | None) -> int:
+            with db.write() as session:
+                if segment is None:
+                    return segments_service.create_segment(
+                        session, user_id=viewer.user_id, data=data, counted=counted
+                    )
+                return segments_service.update_segment(
+                    session,
+                    user_id=viewer.user_id,
+                    segment_id=segment["id"],
+                    data=data,
+                    counted=counted,
                 )
-            else:
-                segment_id = segments_service.update_segment(
-                    session, user_id=viewer.user_id, segment_id=segment["id"], data=data
-                )
-    except (errors.Invalid, errors.Conflict) as exc:
+
+        segment_id = segments_service.counting_first(
+            db, user_id=viewer.user_id, data=data, write=save
+        )
+    except (errors.Invalid, errors.Conflict, errors.ServiceUnavailable) as exc:
         return _segment_form_page(request, viewer, form, segment=segment, error=exc)
     sessions.flash(request, "Segment saved.")
     return redirect(f"/segments/{segment_id}")
