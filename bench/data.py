@@ -19,9 +19,9 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from sqlalchemy import Engine, insert, text
 
 from segmenti.db.tables import contact_parameters, contacts
+from segmenti.membership import filters
+from segmenti.membership.filters import fold, parse_number
 from segmenti.phones import InvalidPhone, PhoneInfo, normalize_phone
-from segmenti.segments import filters
-from segmenti.segments.filters import fold, parse_number
 
 # Share of contacts per region: a mostly Italian customer base with a long tail.
 REGIONS = {

@@ -40,9 +40,10 @@ from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import segments
+from segmenti.membership import counts, filters
 from segmenti.paging import Page
 from segmenti.phones import normalize_phone
-from segmenti.segments import counts, filters, recount, service
+from segmenti.segments import recount, service
 from segmenti.segments.service import BulkNumbers, SegmentInput
 from segmenti.settings import Settings
 

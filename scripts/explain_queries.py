@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection
 
 from segmenti.db import migrate
 from segmenti.db.tables import contacts, segment_members
-from segmenti.segments import filters
-from segmenti.segments.filters import Condition, Filter
+from segmenti.membership import filters
+from segmenti.membership.filters import Condition, Filter
 
 USER = 1
 CONTACTS, OTHERS = 1_000_000, 200_000

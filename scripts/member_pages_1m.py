@@ -27,9 +27,9 @@ from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts, segments
+from segmenti.membership.filters import Condition, Filter
 from segmenti.paging import Page
 from segmenti.segments import members, service
-from segmenti.segments.filters import Condition, Filter
 from segmenti.settings import Settings
 from segmenti.timeutil import utcnow
 

@@ -28,7 +28,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from segmenti import phones
-from segmenti.segments.filters import CONDITIONS
+from segmenti.membership.filters import CONDITIONS
 
 
 @dataclass(frozen=True)

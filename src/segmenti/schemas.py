@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from segmenti.membership.filters import CONDITIONS
 from segmenti.paging import MAX_PAGE, RESULTS_PER_PAGE
-from segmenti.segments.filters import CONDITIONS
 
 _STRING = {"type": "string"}
 _STRINGS = {"type": "array", "items": _STRING}

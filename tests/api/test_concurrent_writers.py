@@ -13,7 +13,8 @@ from sqlalchemy import func, select, text
 from segmenti import auth
 from segmenti.app import create_app
 from segmenti.db.tables import contacts, segment_members, segments
-from segmenti.segments import filters, service
+from segmenti.membership import filters
+from segmenti.segments import service
 from segmenti.settings import Settings
 from tests.conftest import PG_URL, User
 

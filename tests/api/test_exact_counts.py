@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from segmenti.app import create_app
 from segmenti.db.tables import contacts, segments
-from segmenti.segments import filters
+from segmenti.membership import filters
 from segmenti.segments.members import members_where
 from segmenti.segments.recount import UserColumns
 from segmenti.segments.service import count_filter, count_members

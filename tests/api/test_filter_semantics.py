@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from segmenti.db.tables import contacts
-from segmenti.segments import filters
+from segmenti.membership import filters
 from segmenti.segments.service import count_filter
 from tests.conftest import User
 

@@ -15,8 +15,9 @@ from sqlalchemy import func, insert, select
 from segmenti.contacts import service as contacts_service
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts
+from segmenti.membership import filters
 from segmenti.phones import normalize_phone
-from segmenti.segments import filters, recount
+from segmenti.segments import recount
 from segmenti.segments import service as segments_service
 from segmenti.segments.members import members_where
 from segmenti.timeutil import utcnow

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from segmenti.segments.filters import prefix_upper_bound
+from segmenti.membership.filters import prefix_upper_bound
 from tests.conftest import User
 
 

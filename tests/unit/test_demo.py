@@ -6,7 +6,7 @@ from collections import Counter
 
 from segmenti import demo, phones
 from segmenti.forms import Params
-from segmenti.segments.filters import CONDITIONS
+from segmenti.membership.filters import CONDITIONS
 from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
 

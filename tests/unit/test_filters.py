@@ -15,8 +15,8 @@ from sqlalchemy import Engine, create_engine, insert, select
 from sqlalchemy.orm import Session
 
 from segmenti.db.tables import contact_parameters, contacts, metadata, users
-from segmenti.segments import filters
-from segmenti.segments.filters import ContactState, indexed_parameters
+from segmenti.membership import filters
+from segmenti.membership.filters import ContactState, indexed_parameters
 from segmenti.segments.recount import UserColumns
 from segmenti.timeutil import utcnow
 from tests.conftest import PG_URL

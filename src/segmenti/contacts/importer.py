@@ -50,8 +50,8 @@ from segmenti.contacts.csv_io import BadRow, Row
 from segmenti.contacts.staging import StagedBatch, StageTables
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contact_parameters, contacts, segment_members, segments
-from segmenti.segments import counts, filters
-from segmenti.segments.filters import ContactState
+from segmenti.membership import counts, filters
+from segmenti.membership.filters import ContactState
 from segmenti.segments.service import count_filter
 from segmenti.timeutil import utcnow
 

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from segmenti import errors
 from segmenti.db.tables import contact_parameters, contacts
+from segmenti.membership import counts
+from segmenti.membership.filters import ContactState, fold, indexed_parameters, parse_number
 from segmenti.paging import Page
 from segmenti.phones import PhoneInfo
-from segmenti.segments import counts
-from segmenti.segments.filters import ContactState, fold, indexed_parameters, parse_number
 from segmenti.timeutil import render, utcnow
 
 CONTACT_COLUMNS = (

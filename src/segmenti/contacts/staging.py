@@ -48,7 +48,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.schema import CreateTable
 
 from segmenti.contacts.csv_io import BadRow, ContactRow, Row
-from segmenti.segments import filters
+from segmenti.membership import filters
 
 STAGE_SCHEMA = "stage"
 """The name the batch file is attached under on SQLite."""

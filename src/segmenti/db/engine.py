@@ -10,7 +10,7 @@ PostgreSQL: a bounded pool per process (`segmenti serve --workers N` opens up to
 (db_pool_size + db_max_overflow) connections: keep that under the server's
 max_connections), pre-ping so that connections dropped by a server restart are replaced
 instead of failing a request, and READ COMMITTED set explicitly whatever the server's
-default_transaction_isolation: the count maintenance relies on it (segments/counts.py).
+default_transaction_isolation: the count maintenance relies on it (membership/counts.py).
 A contact write that waited for a user's row lock must then see the segment definitions
 committed meanwhile; under REPEATABLE READ or SERIALIZABLE the same wait would end in a
 serialization failure, a 500.

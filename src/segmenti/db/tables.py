@@ -87,7 +87,7 @@ users = Table(
     Column("segments_version", String(32), nullable=False, server_default=""),
     # SQLite: moved on by every transaction that writes the user's contacts, so that a
     # count taken in an earlier read snapshot knows whether it still holds
-    # (segments/counts.py, `Snapshot`). PostgreSQL leaves it at 0: its contact writers
+    # (membership/counts.py, `Snapshot`). PostgreSQL leaves it at 0: its contact writers
     # run concurrently under a shared row lock that an update here would turn into a
     # queue, and it counts under the user's own lock instead, which blocks no other user.
     Column("contacts_version", Integer, nullable=False, server_default="0"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from segmenti import errors
 from segmenti.forms import Params, check_text, parse_bool
-from segmenti.segments import filters
+from segmenti.membership import filters
 from segmenti.segments.members import OptOuts
 from segmenti.segments.service import TYPES, SegmentInput, normalize_bulk, parse_contacts_ids
 from segmenti.settings import Settings

@@ -15,8 +15,8 @@ from segmenti import errors
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.tables import contacts, segment_members, segments
+from segmenti.membership import filters
 from segmenti.paging import Page
-from segmenti.segments import filters
 
 # A filter segment with at least this many counted members is listed by walking the
 # user's contacts in id order with one primary-key probe per condition (the correlated

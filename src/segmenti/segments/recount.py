@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts, segments
-from segmenti.segments import counts, filters
+from segmenti.membership import counts, filters
 
 _MAX_TWO_BYTE_CODES = 65_535
 # Snapshots counted before a user whose writes keep overtaking them is recounted inside

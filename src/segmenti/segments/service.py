@@ -41,9 +41,9 @@ from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
+from segmenti.membership import counts, filters
+from segmenti.membership.filters import ContactState
 from segmenti.paging import Page
-from segmenti.segments import counts, filters
-from segmenti.segments.filters import ContactState
 from segmenti.timeutil import render, utcnow
 
 TYPES = ("bulk", "custom", "filter")

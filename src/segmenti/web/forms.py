@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from segmenti.forms import Params
-from segmenti.segments import filters
+from segmenti.membership import filters
 
 _KEY, _CONDITION, _VALUE = filters.KEY_FIELD, filters.CONDITION_FIELD, filters.VALUE_FIELD
 _PARAMETER_KEY, _PARAMETER_VALUE = "custom_parameter_key", "custom_parameter_value"

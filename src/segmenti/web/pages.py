@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from segmenti import phones
+from segmenti.membership import filters
 from segmenti.paging import Page
-from segmenti.segments import filters
 from segmenti.web import sessions
 
 HERE = Path(__file__).parent

@@ -1,6 +1,6 @@
 """Folded parameter values compare in byte order ("C") on PostgreSQL.
 
-A starts_with condition is a range over value_folded (segments/filters.py). With the
+A starts_with condition is a range over value_folded (membership/filters.py). With the
 database's own collation (en_US.UTF-8, ICU, ...) the (user_id, key, value_folded)
 index cannot answer it, and the range would not mean "starts with": on a 1,000,000
 contact user, EXPLAIN showed a sequential scan of contact_parameters (178 ms) where

@@ -3,7 +3,7 @@
 A segment is now counted before its write transaction, in a read snapshot, instead of
 inside it (issue 17: one tenant's count held SQLite's only write lock for 36 s). The
 write transaction then compares the counter with the snapshot's: unchanged, no contact
-of the user was written in between and the count stands (segments/counts.py).
+of the user was written in between and the count stands (membership/counts.py).
 
 Revision ID: 0008_contacts_version
 Revises: 0007_dashboard_sessions

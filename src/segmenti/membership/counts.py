@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 
 from segmenti import metrics
 from segmenti.db.tables import segment_members, segments, users
-from segmenti.segments import filters
-from segmenti.segments.filters import ContactState
+from segmenti.membership import filters
+from segmenti.membership.filters import ContactState
 
 
 @dataclass(frozen=True)
