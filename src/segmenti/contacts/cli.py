@@ -1,4 +1,4 @@
-"""`segmenti contacts import|export` and `segmenti demo`: the same services as the API."""
+"""`segmenti contacts import|export`: the same services as the API."""
 
 from __future__ import annotations
 
@@ -12,43 +12,18 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from segmenti import auth, errors
+from segmenti.cli_support import console, database, err_console, fail
 from segmenti.contacts import csv_io, export, importer
 from segmenti.contacts.reader_process import ChildStager
 from segmenti.contacts.staging import StagedBatch
-from segmenti.db import migrate
-from segmenti.db.engine import Database
 from segmenti.forms import Params
 from segmenti.segments.forms import opt_outs
-from segmenti.settings import Settings
 
-contacts_app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(contacts_app, name="contacts")
-    from segmenti.demo_cli import demo
-
-    app.command()(demo)
-
-
-def database() -> Database:
-    db = Database(Settings.from_env())
-    migrate.upgrade(db.engine)
-    return db
-
-
-def fail(error: errors.SegmentiError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {error.detail or error.title}")
-    return typer.Exit(code=1)
-
+app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
 
 UserOption = Annotated[int, typer.Option("--user", help="The user (tenant) whose contacts.")]
 
@@ -112,7 +87,7 @@ class _ErrorsFile:
         self._handle.close()
 
 
-@contacts_app.command("import")
+@app.command("import")
 def import_command(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The CSV file.")
@@ -207,7 +182,7 @@ def _print_report(
         console.print(f"{sink.count:,} bad row(s) written to {sink.path}")
 
 
-@contacts_app.command("export")
+@app.command("export")
 def export_command(
     user: UserOption,
     segment: Annotated[
