@@ -21,6 +21,7 @@ from segmenti.contacts import csv_io, export, importer
 from segmenti.contacts.reader_process import ChildStager
 from segmenti.contacts.staging import StagedBatch
 from segmenti.forms import Params
+from segmenti.segments import export as segment_export
 from segmenti.segments.forms import opt_outs
 
 app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
@@ -215,9 +216,12 @@ def export_command(
         with db.read() as session:
             if not auth.user_exists(session, user_id=user):
                 raise errors.NotFound(f"user {user} does not exist")
-            started = export.start_export(
-                session, user_id=user, segment_id=segment, opt_outs=choice
-            )
+            if segment is None:
+                started = export.start_export(session, user_id=user)
+            else:
+                started = segment_export.start_export(
+                    session, user_id=user, segment_id=segment, opt_outs=choice
+                )
         out = sys.stdout.buffer
         for chunk in export.export_csv(db, started):
             out.write(chunk.encode("utf-8"))

@@ -1,13 +1,13 @@
-"""CSV import and export over HTTP: thin routes over `importer` and `export`.
+"""CSV import and export over HTTP: thin routes over `upload`, `export` and
+`segments.export`.
 
 Included before the contacts router, so `POST /api/contacts/import` is not taken for a
 contact id."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import AsyncGenerator, Iterator
-from typing import IO, Any
+from collections.abc import AsyncGenerator
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -16,13 +16,14 @@ from starlette.datastructures import UploadFile
 from starlette.types import Receive, Scope, Send
 
 from segmenti import errors, schemas
-from segmenti.contacts import csv_io, export, importer
+from segmenti.contacts import export
+from segmenti.contacts.upload import import_upload
 from segmenti.db.engine import Database
 from segmenti.forms import Params, parse_bool
 from segmenti.http import current_user, database
+from segmenti.segments import export as segment_export
 from segmenti.segments.forms import opt_outs
 from segmenti.segments.members import OptOuts
-from segmenti.segments.members_api import OPT_OUT_PARAMETERS
 
 router = APIRouter(tags=["contacts"])
 
@@ -87,46 +88,6 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
-class _Unclosable(io.RawIOBase):
-    """The uploaded file as seen by one reading pass: closing the pass's text wrapper
-    must not close the upload, which a strict import reads twice."""
-
-    def __init__(self, binary: IO[bytes]) -> None:
-        self._binary = binary
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._binary.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        pass
-
-
-# Smaller than the CLI's batches: in the server, a batch's rows are held and staged in the
-# serving process itself, and on SQLite each batch holds the write lock every other
-# request's writes wait for (about 0.4 s for 20,000 rows instead of 2 s).
-UPLOAD_BATCH_SIZE = 20_000
-
-
-def import_upload(
-    db: Database, *, user_id: int, upload: IO[bytes], strict: bool
-) -> importer.ImportReport:
-    """Imports an uploaded CSV file (the API's and the dashboard's upload)."""
-
-    def rows() -> Iterator[csv_io.Row]:
-        upload.seek(0)
-        binary = io.BufferedReader(_Unclosable(upload))
-        yield from csv_io.CsvReader(csv_io.text_stream(binary))
-
-    return importer.import_contacts(
-        db, user_id=user_id, open_rows=rows, strict=strict, batch_size=UPLOAD_BATCH_SIZE
-    )
-
-
 @router.post(
     "/api/contacts/import",
     summary="Import contacts from CSV",
@@ -152,7 +113,11 @@ async def import_contacts(request: Request, user_id: int = Depends(current_user)
         raw_strict = form.get("strict") or request.query_params.get("strict") or "0"
         strict = parse_bool("strict", raw_strict if isinstance(raw_strict, str) else "0")
         report = await run_in_threadpool(
-            import_upload, database(request), user_id=user_id, upload=upload.file, strict=strict
+            import_upload,
+            database(request),
+            user_id=user_id,
+            upload=upload.file,
+            strict=strict,
         )
     finally:
         await form.close()
@@ -181,15 +146,31 @@ class CsvStream(StreamingResponse):
             await self._pages.aclose()
 
 
+async def stream_csv(db: Database, started: export.Export) -> AsyncGenerator[str, None]:
+    """The CSV text, a page at a time: each page is read in a worker thread, and nothing
+    is held between pages while the client is sent one."""
+    yield started.header()
+    after_id = 0
+    while True:
+        text, last_id = await run_in_threadpool(export.read_page, db, started, after_id=after_id)
+        if last_id is None:
+            return
+        yield text
+        after_id = last_id
+
+
 def _csv_response(
     request: Request, *, user_id: int, segment_id: int | None, name: str, selection: OptOuts
 ) -> CsvStream:
     db = database(request)
     with db.read() as session:
-        started = export.start_export(
-            session, user_id=user_id, segment_id=segment_id, opt_outs=selection
-        )
-    return CsvStream(export.stream_csv(db, started), filename=name)
+        if segment_id is None:
+            started = export.start_export(session, user_id=user_id)
+        else:
+            started = segment_export.start_export(
+                session, user_id=user_id, segment_id=segment_id, opt_outs=selection
+            )
+    return CsvStream(stream_csv(db, started), filename=name)
 
 
 _CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -221,7 +202,7 @@ def export_contacts(request: Request, user_id: int = Depends(current_user)) -> A
     "has_opted_out column says which members have.",
     responses={**schemas.responses(200, None, 400, 401, 404), **_CSV_RESPONSE},
     response_class=StreamingResponse,
-    openapi_extra={"parameters": OPT_OUT_PARAMETERS},
+    openapi_extra={"parameters": schemas.OPT_OUT_PARAMETERS},
 )
 def export_segment_contacts(
     segment_id: int, request: Request, user_id: int = Depends(current_user)

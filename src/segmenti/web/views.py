@@ -20,7 +20,7 @@ from segmenti import errors, ratelimit
 from segmenti.contacts import importer
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.forms import contact_input
-from segmenti.contacts.transfer_api import import_upload
+from segmenti.contacts.upload import import_upload
 from segmenti.forms import Params
 from segmenti.http import database
 from segmenti.paging import Page
