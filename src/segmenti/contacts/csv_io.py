@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from segmenti import errors, phones
-from segmenti.forms import check_parameter_key
+from segmenti.checks import check_parameter_key
 
 PHONE_COLUMN: Final = "phone_number"
 NAME_COLUMN: Final = "name"

@@ -15,9 +15,7 @@ from sqlalchemy.orm import Session
 from segmenti import errors
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters
-from segmenti.forms import Params
 from segmenti.segments import service
-from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
 from segmenti.web.forms import SegmentForm
 
@@ -45,10 +43,8 @@ def preview(db: Database, settings: Settings, *, user_id: int, form: SegmentForm
     waiting = _WAITING_FOR.get(form.type)
     if waiting and not (form.phone_numbers if form.type == "bulk" else form.contacts_ids).strip():
         return Preview(note=waiting)
-    # The name is not needed to count: leave it out, so an empty one is no error yet.
-    pairs = [(name, value) for name, value in form.to_pairs() if name != "name"]
     try:
-        data = segment_input(Params.from_pairs(pairs), settings)
+        data = form.to_input(settings, named=False)  # a name is not needed to count
         with db.read_only() as session:
             found = service.preview_segment(session, user_id=user_id, data=data)
     except errors.Invalid as exc:
