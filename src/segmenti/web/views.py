@@ -7,10 +7,10 @@ the field its `parameter` names, in the API's words.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -20,7 +20,7 @@ from segmenti.contacts import importer
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.upload import import_upload
 from segmenti.forms import parse_choice
-from segmenti.http import database
+from segmenti.http import ResourceId, database
 from segmenti.paging import Page
 from segmenti.segments import members
 from segmenti.segments import service as segments_service
@@ -30,9 +30,6 @@ from segmenti.web.forms import ContactForm, SegmentForm
 from segmenti.web.pages import pager, redirect, render
 
 router = APIRouter(include_in_schema=False)
-
-# An id outside what the id columns hold names nothing: 404, never a driver overflow.
-PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 Viewer = sessions.Viewer
 signed_in = Depends(sessions.viewer)
@@ -242,7 +239,7 @@ def _load_segment(request: Request, viewer: Viewer, segment_id: int) -> dict[str
 
 
 @router.get("/segments/{segment_id}")
-def segment_show(segment_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
+def segment_show(segment_id: ResourceId, request: Request, viewer: Viewer = signed_in) -> Response:
     page = _page(request)
     with database(request).read() as session:
         segment = segments_service.get_segment(
@@ -265,14 +262,14 @@ def segment_show(segment_id: PathId, request: Request, viewer: Viewer = signed_i
 
 
 @router.get("/segments/{segment_id}/edit")
-def segment_edit(segment_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
+def segment_edit(segment_id: ResourceId, request: Request, viewer: Viewer = signed_in) -> Response:
     segment = _load_segment(request, viewer, segment_id)
     return _segment_form_page(request, viewer, SegmentForm.from_segment(segment), segment=segment)
 
 
 @router.post("/segments/{segment_id}/edit")
 def segment_update(
-    segment_id: PathId,
+    segment_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     pairs: list[tuple[str, str]] = posted,
@@ -283,7 +280,7 @@ def segment_update(
 
 @router.get("/segments/{segment_id}/delete")
 def segment_delete_page(
-    segment_id: PathId, request: Request, viewer: Viewer = signed_in
+    segment_id: ResourceId, request: Request, viewer: Viewer = signed_in
 ) -> Response:
     segment = _load_segment(request, viewer, segment_id)
     return render(request, "segments/delete.html", {"segment": segment}, viewer=viewer)
@@ -291,7 +288,7 @@ def segment_delete_page(
 
 @router.post("/segments/{segment_id}/delete")
 def segment_delete(
-    segment_id: PathId,
+    segment_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     _pairs: list[tuple[str, str]] = posted,
@@ -425,14 +422,14 @@ async def contacts_import_upload(request: Request, viewer: Viewer = signed_in) -
 
 
 @router.get("/contacts/{contact_id}/edit")
-def contact_edit(contact_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
+def contact_edit(contact_id: ResourceId, request: Request, viewer: Viewer = signed_in) -> Response:
     contact = _load_contact(request, viewer, contact_id)
     return _contact_form_page(request, viewer, ContactForm.from_contact(contact), contact=contact)
 
 
 @router.post("/contacts/{contact_id}/edit")
 def contact_update(
-    contact_id: PathId,
+    contact_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     pairs: list[tuple[str, str]] = posted,
@@ -443,7 +440,7 @@ def contact_update(
 
 @router.get("/contacts/{contact_id}/delete")
 def contact_delete_page(
-    contact_id: PathId, request: Request, viewer: Viewer = signed_in
+    contact_id: ResourceId, request: Request, viewer: Viewer = signed_in
 ) -> Response:
     contact = _load_contact(request, viewer, contact_id)
     return render(request, "contacts/delete.html", {"contact": contact}, viewer=viewer)
@@ -451,7 +448,7 @@ def contact_delete_page(
 
 @router.post("/contacts/{contact_id}/delete")
 def contact_delete(
-    contact_id: PathId,
+    contact_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     _pairs: list[tuple[str, str]] = posted,
