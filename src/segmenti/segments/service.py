@@ -71,7 +71,9 @@ class SegmentInput:
     bulk: BulkNumbers | None = None
     contacts_ids: tuple[int, ...] | None = None
     filter: filters.Filter | None = None
-    filter_parameter: str = filters.KEY_FIELD  # the first filter parameter given, for errors
+    # What the input calls its first filter parameter, for errors (segments/forms.py
+    # gives the API's field): the domain knows no request's field names.
+    filter_parameter: str = "filter"
 
     def given_types(self) -> list[str]:
         given = []
