@@ -59,12 +59,13 @@ def start_export(
     return Export(where=where, keys=parameter_keys(session, user_id=user_id))
 
 
-def parameter_keys(session: Session, *, user_id: int) -> list[str]:
-    """Every custom parameter key the user's contacts have, sorted: one column each (a
-    segment's export may then carry columns its members leave empty, which read back as
-    unset). One index seek per key rather than a scan of every parameter row."""
+def parameter_keys(session: Session, *, user_id: int, limit: int | None = None) -> list[str]:
+    """Every custom parameter key the user's contacts have (the first `limit` of them),
+    sorted: one export column each (a segment's export may then carry columns its
+    members leave empty, which read back as unset), and the dashboard's key suggestions.
+    One index seek per key rather than a scan of every parameter row."""
     keys: list[str] = []
-    while True:
+    while limit is None or len(keys) < limit:
         query = select(func.min(contact_parameters.c.key)).where(
             contact_parameters.c.user_id == user_id
         )
@@ -72,10 +73,11 @@ def parameter_keys(session: Session, *, user_id: int) -> list[str]:
             query = query.where(contact_parameters.c.key > keys[-1])
         key = session.execute(query).scalar_one()
         if key is None:
-            # Sorted here, not by the database, so every backend's collation gives the
-            # same column order.
-            return sorted(keys)
+            break
         keys.append(key)
+    # Sorted here, not by the database, so every backend's collation gives the same
+    # column order.
+    return sorted(keys)
 
 
 def read_page(db: Database, export: Export, *, after_id: int) -> tuple[str, int | None]:

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from segmenti import errors, ratelimit
-from segmenti.contacts import importer
+from segmenti.contacts import export, importer
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.upload import import_upload
 from segmenti.forms import parse_choice
@@ -30,6 +30,8 @@ from segmenti.web.forms import ContactForm, SegmentForm
 from segmenti.web.pages import pager, redirect, render
 
 router = APIRouter(include_in_schema=False)
+
+SUGGESTED_KEYS = 500  # parameter keys offered as a form's key field is typed
 
 Viewer = sessions.Viewer
 signed_in = Depends(sessions.viewer)
@@ -141,7 +143,7 @@ def _segment_form_page(
     error: errors.SegmentiError | None = None,
 ) -> HTMLResponse:
     with database(request).read() as session:
-        keys = queries.parameter_keys(session, user_id=viewer.user_id)
+        keys = export.parameter_keys(session, user_id=viewer.user_id, limit=SUGGESTED_KEYS)
     preview = _preview(request, viewer, form)
     if error is None and preview.error is not None:
         error = preview.error  # shown next to its field, as a failed save would be
@@ -327,7 +329,7 @@ def _contact_form_page(
     error: errors.SegmentiError | None = None,
 ) -> HTMLResponse:
     with database(request).read() as session:
-        keys = queries.parameter_keys(session, user_id=viewer.user_id)
+        keys = export.parameter_keys(session, user_id=viewer.user_id, limit=SUGGESTED_KEYS)
     return render(
         request,
         "contacts/form.html",
