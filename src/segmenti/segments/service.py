@@ -41,6 +41,7 @@ from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
+from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
 from segmenti.paging import Page
@@ -50,7 +51,6 @@ TYPES = ("bulk", "custom", "filter")
 ORDER_BY = ("id", "name", "datetime", "last_datetime", "total_contacts")
 ORDER_TYPES = ("asc", "desc")
 # How many invalid entries an error lists.
-SHOWN_INVALID = 10
 
 _PHONE_SEPARATORS = re.compile(r"\r\n|[\n\r,;]")
 
