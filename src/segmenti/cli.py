@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated
 
 import typer
@@ -65,7 +64,7 @@ def serve(
         timeout_graceful_shutdown=30,
         access_log=False,  # RequestContext writes one line per request, with its id
         log_config=None,  # configure_logging's handlers (JSON with SEGMENTI_LOG_JSON)
-        log_level=os.environ.get("SEGMENTI_LOG_LEVEL", "info"),
+        log_level=settings.log_level,
         **server.uvicorn_options(settings),  # proxies believed, header and idle bounds
     )
 
