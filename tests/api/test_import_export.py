@@ -581,12 +581,9 @@ def no_garbage_collection() -> Iterator[None]:
         gc.enable()
 
 
+@pytest.mark.usefixtures("no_garbage_collection")
 def test_an_aborted_download_returns_its_connection_and_ends_its_pages(
-    app: Any,
-    alice: User,
-    db: Database,
-    monkeypatch: pytest.MonkeyPatch,
-    no_garbage_collection: None,
+    app: Any, alice: User, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_large_export(db, user_id=alice.id)
     pages_closed = threading.Event()

@@ -33,7 +33,6 @@ NAME_COLUMN: Final = "name"
 OPT_OUT_COLUMN: Final = "has_opted_out"
 RESERVED: Final = (PHONE_COLUMN, NAME_COLUMN, OPT_OUT_COLUMN)
 PARAM_PREFIX: Final = "param:"
-DELIMITERS: Final = (",", ";", "\t")
 
 MAX_NAME: Final = 256
 MAX_VALUE: Final = 512

@@ -88,28 +88,25 @@ def create_segment(
     return service.counting_first(db, user_id=user_id, data=data, write=create_counted)
 
 
-for path in ("", "/"):
-    router.add_api_route(
-        path,
-        list_segments,
-        methods=["GET"],
-        include_in_schema=path == "",
-        summary="List segments",
-        responses=schemas.responses(200, schemas.listing(schemas.SEGMENT), 400, 401),
-        openapi_extra={"parameters": _LIST_PARAMETERS},
-        name=f"list_segments{path}",
-    )
-    router.add_api_route(
-        path,
-        create_segment,
-        methods=["POST"],
-        include_in_schema=path == "",
-        summary="Create a segment",
-        status_code=201,
-        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 413, 415, 422),
-        openapi_extra=_CREATE_BODY,
-        name=f"create_segment{path}",
-    )
+router.add_api_route(
+    "",
+    list_segments,
+    methods=["GET"],
+    summary="List segments",
+    responses=schemas.responses(200, schemas.listing(schemas.SEGMENT), 400, 401),
+    openapi_extra={"parameters": _LIST_PARAMETERS},
+    name="list_segments",
+)
+router.add_api_route(
+    "",
+    create_segment,
+    methods=["POST"],
+    summary="Create a segment",
+    status_code=201,
+    responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 413, 415, 422),
+    openapi_extra=_CREATE_BODY,
+    name="create_segment",
+)
 
 
 @router.get(
