@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from segmenti.contacts import csv_io, importer, transfer_api
+from segmenti.contacts import csv_http, csv_io, importer
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts
 from segmenti.timeutil import utcnow
@@ -587,7 +587,7 @@ def test_an_aborted_download_returns_its_connection_and_ends_its_pages(
 ) -> None:
     make_large_export(db, user_id=alice.id)
     pages_closed = threading.Event()
-    stream_csv = transfer_api.stream_csv
+    stream_csv = csv_http.stream_csv
 
     async def watched(*args: Any) -> AsyncIterator[str]:
         pages = stream_csv(*args)
@@ -598,7 +598,7 @@ def test_an_aborted_download_returns_its_connection_and_ends_its_pages(
             await pages.aclose()
             pages_closed.set()
 
-    monkeypatch.setattr(transfer_api, "stream_csv", watched)
+    monkeypatch.setattr(csv_http, "stream_csv", watched)
     pool = db.engine.pool
     with serving(app) as base:
         download = StalledDownload(base, "/api/contacts.csv", alice.api_key)

@@ -20,9 +20,9 @@ from segmenti.cli_support import console, database, err_console, fail
 from segmenti.contacts import csv_io, export, importer
 from segmenti.contacts.reader_process import ChildStager
 from segmenti.contacts.staging import StagedBatch
-from segmenti.forms import Params
+from segmenti.forms import parse_bool
 from segmenti.segments import export as segment_export
-from segmenti.segments.forms import opt_outs
+from segmenti.segments.members import OptOuts
 
 app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
 
@@ -208,11 +208,12 @@ def export_command(
     ones unless asked."""
     db = database()
     try:
-        params = Params.from_pairs(
-            [("include_opted_out", "1" if include_opted_out else "0")]
-            + ([] if has_opted_out is None else [("has_opted_out", has_opted_out)])
+        choice = OptOuts(
+            include_opted_out=include_opted_out,
+            has_opted_out=None
+            if has_opted_out is None or not has_opted_out.strip()
+            else parse_bool("has_opted_out", has_opted_out),
         )
-        choice = opt_outs(params)
         with db.read() as session:
             if not auth.user_exists(session, user_id=user):
                 raise errors.NotFound(f"user {user} does not exist")
