@@ -40,14 +40,18 @@ test-pg: install
 	SEGMENTI_TEST_DATABASE_URL="$$url" $(BIN)/pytest -q; rc=$$?; \
 	exit $$rc
 
+# lint-imports checks the layers (pyproject.toml's [tool.importlinter]); vulture finds
+# dead code ([tool.vulture], vulture_whitelist.py).
 lint: install
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
+	$(BIN)/vulture
 
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 # The benchmark suite (bench/run.py): 1M contacts and 1,000 segments, about 10 minutes;
 # QUICK=1 for 100k contacts and 100 segments. Results go to bench/results/.

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.engine import URL
 
 from segmenti import auth
 from segmenti.app import create_app
@@ -24,10 +23,6 @@ from segmenti.db.tables import metadata
 from segmenti.settings import Settings
 
 PG_URL = os.environ.get("SEGMENTI_TEST_DATABASE_URL")
-
-
-def backend_name() -> str:
-    return "postgresql" if PG_URL else "sqlite"
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +153,3 @@ def alice(make_user: Any) -> User:
 def bob(make_user: Any) -> User:
     user: User = make_user("bob")
     return user
-
-
-def pg_url_for_tests() -> URL | None:
-    return make_url(PG_URL) if PG_URL else None

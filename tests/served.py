@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from segmenti.contacts.transfer_api import import_upload
+from segmenti.contacts.upload import import_upload
 from segmenti.db.engine import Database
 
 

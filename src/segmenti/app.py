@@ -27,6 +27,7 @@ from segmenti.contacts.transfer_api import router as transfer_router
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.segments.api import router as segments_router
+from segmenti.segments.export_api import router as segment_export_router
 from segmenti.segments.members_api import router as members_router
 from segmenti.settings import Settings
 from segmenti.web import mount as mount_dashboard
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.state.db = db
     app.include_router(members_router)  # first: /api/segments/preview is no segment id
     app.include_router(transfer_router)  # before contacts: /api/contacts/import
+    app.include_router(segment_export_router)
     app.include_router(segments_router)
     app.include_router(contacts_router)
     _add_operational_routes(app, db)

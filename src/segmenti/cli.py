@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from segmenti import auth, errors
+from segmenti import auth, demo_cli, errors
+from segmenti.cli_support import console, database, fail
 from segmenti.contacts import cli as contacts_cli
-from segmenti.db import migrate
-from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID
 from segmenti.segments import cli as segments_cli
 from segmenti.settings import Settings
@@ -24,25 +21,11 @@ users_app = typer.Typer(help="Users (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
-contacts_cli.register(app)  # contacts import/export, demo
+app.add_typer(contacts_cli.app, name="contacts")
+app.command()(demo_cli.demo)
 app.add_typer(segments_cli.app, name="segments")
 
-console = Console()
-err_console = Console(stderr=True)
-
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON line.")]
-
-
-def _database() -> Database:
-    """The database named by SEGMENTI_DATABASE_URL, migrated to the newest schema."""
-    db = Database(Settings.from_env())
-    migrate.upgrade(db.engine)
-    return db
-
-
-def _fail(error: errors.SegmentiError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {error.detail or error.title}")
-    return typer.Exit(code=1)
 
 
 @app.command()
@@ -59,8 +42,7 @@ def serve(
     from segmenti import observability, server
 
     settings = Settings.from_env()
-    db = Database(settings)
-    migrate.upgrade(db.engine)
+    db = database(settings)
     with db.write() as session:
         if not auth.has_users(session):
             user_id, api_key = auth.create_user(session, name="admin")
@@ -82,7 +64,7 @@ def serve(
         timeout_graceful_shutdown=30,
         access_log=False,  # RequestContext writes one line per request, with its id
         log_config=None,  # configure_logging's handlers (JSON with SEGMENTI_LOG_JSON)
-        log_level=os.environ.get("SEGMENTI_LOG_LEVEL", "info"),
+        log_level=settings.log_level,
         **server.uvicorn_options(settings),  # proxies believed, header and idle bounds
     )
 
@@ -92,12 +74,12 @@ def users_create(
     name: Annotated[str, typer.Argument(help="The user's name.")], as_json: JsonOption = False
 ) -> None:
     """Creates a user and its first API key."""
-    db = _database()
+    db = database()
     try:
         with db.write() as session:
             user_id, api_key = auth.create_user(session, name=name)
     except errors.SegmentiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps({"user_id": user_id, "api_key": api_key}))
     else:
@@ -110,12 +92,12 @@ def keys_create(
     as_json: JsonOption = False,
 ) -> None:
     """Makes another API key for a user."""
-    db = _database()
+    db = database()
     try:
         with db.write() as session:
             key_id, api_key = auth.create_key(session, user_id=user_id)
     except errors.SegmentiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps({"key_id": key_id, "user_id": user_id, "api_key": api_key}))
     else:
@@ -128,10 +110,10 @@ def keys_list(
     as_json: JsonOption = False,
 ) -> None:
     """Lists a user's keys (their prefixes only: keys are stored hashed)."""
-    db = _database()
+    db = database()
     with db.read() as session:
         if not auth.user_exists(session, user_id=user_id):
-            raise _fail(errors.NotFound(f"user {user_id} does not exist"))
+            raise fail(errors.NotFound(f"user {user_id} does not exist"))
         keys = auth.list_keys(session, user_id=user_id)
     if as_json:
         typer.echo(
@@ -161,10 +143,10 @@ def keys_revoke(
     key_id: Annotated[int, typer.Argument(help="The key to revoke.", min=1, max=MAX_ID)],
 ) -> None:
     """Revokes a key: requests with it answer 401 from now on."""
-    db = _database()
+    db = database()
     try:
         with db.write() as session:
             auth.revoke_key(session, key_id=key_id)
     except errors.SegmentiError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"key {key_id} revoked")

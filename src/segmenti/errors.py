@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# How many of the bad entries an error or a report lists (invalid phone numbers of a bulk
+# segment, missing contact ids, an import's invalid rows); its counts say how many in all,
+# and the CLI's --errors file gets every bad row.
+SHOWN_INVALID = 10
+
 
 class SegmentiError(Exception):
     status: int = 500

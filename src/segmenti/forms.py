@@ -11,10 +11,11 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qsl
 
 from segmenti import errors
+from segmenti.checks import check_parameters
 
 # `name`, `name[]` or `name[index]`; anything deeper is refused for the names we use.
 _FIELD_NAME = re.compile(r"^(?P<base>[^\[\]]+)(?P<brackets>(\[[^\[\]]*\])*)$")
@@ -251,43 +252,32 @@ def parse_bool(name: str, raw: str) -> bool:
     raise errors.Invalid(f"{name} must be a boolean (1/0, true/false)", parameter=name)
 
 
+@overload
+def parse_choice(name: str, raw: str | None, allowed: tuple[str, ...], default: str) -> str: ...
+@overload
+def parse_choice(
+    name: str, raw: str | None, allowed: tuple[str, ...], default: None
+) -> str | None: ...
+def parse_choice(
+    name: str, raw: str | None, allowed: tuple[str, ...], default: str | None
+) -> str | None:
+    """One of `allowed` (case and surrounding spaces ignored), or `default` when absent
+    or empty: the list orders and type filters of the API and the dashboard."""
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise errors.Invalid(
+            f"{name} must be one of {', '.join(allowed)}, got {raw[:40]!r}", parameter=name
+        )
+    return value
+
+
 def parse_positive_int(name: str, raw: str) -> int:
     text = raw.strip()
     if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
         raise errors.Invalid(f"{name} must be a positive integer, got {raw!r}", parameter=name)
     return int(text)
-
-
-def check_text(
-    name: str, raw: str, *, min_length: int, max_length: int, parameter: str | None = None
-) -> str:
-    """`raw` unless it holds NUL or its length is out of bounds. Errors name `parameter`
-    (default: `name`, which the message says)."""
-    if "\x00" in raw:
-        raise errors.Invalid(f"{name} must not contain NUL characters", parameter=parameter or name)
-    if not min_length <= len(raw) <= max_length:
-        raise errors.Invalid(
-            f"{name} must be {min_length} to {max_length} characters, got {len(raw)}",
-            parameter=parameter or name,
-        )
-    return raw
-
-
-MAX_PARAMETER_KEY = 64
-
-
-def check_parameter_key(name: str, key: str, *, parameter: str | None = None) -> str:
-    """The rule for a custom parameter key wherever one enters (the API, the dashboard's
-    contact form, a CSV header): 1 to 64 characters, no NUL, and no space (or other
-    white space) at either end. Such a key is refused, not trimmed: trimming would merge
-    `plan` and ` plan` and drop a value, and a CSV header could not carry it back."""
-    check_text(name, key, min_length=1, max_length=MAX_PARAMETER_KEY, parameter=parameter)
-    if key != key.strip():
-        raise errors.Invalid(
-            f"{name} {key[:80]!r} must not begin or end with a space",
-            parameter=parameter or name,
-        )
-    return key
 
 
 def custom_parameters(
@@ -299,7 +289,6 @@ def custom_parameters(
     values = params.indexed(value_field)
     if as_object is None and not params.has(key_field) and not params.has(value_field):
         return None
-    result: dict[str, str] = {}
     for index in values:
         if index not in keys:
             raise errors.Invalid(
@@ -310,8 +299,4 @@ def custom_parameters(
         (f"{key_field}[{i}]", key, values.get(i, "")) for i, key in keys.items()
     ]
     pairs += [(f"{object_field}.{key}", key, value) for key, value in (as_object or {}).items()]
-    for where, key, value in pairs:
-        check_parameter_key(where, key)
-        check_text(where, value, min_length=0, max_length=512)
-        result[key] = value
-    return result
+    return check_parameters(pairs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -344,6 +343,3 @@ async def _send_error(send: Send, error: errors.SegmentiError) -> None:
         }
     )
     await send({"type": "http.response.body", "body": response.body})
-
-
-Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]

@@ -46,11 +46,6 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+/=-]{0,127}$")
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def request_id_of(scope: Scope) -> str:
-    """The request's id (set by `RequestContext`), or "-" outside a request."""
-    return str(scope.get("state", {}).get("request_id", "-"))
-
-
 class RequestContext:
     """Gives every HTTP request an id (echoed in `X-Request-Id`), counts and times it by
     route template and status, and writes one `segmenti.access` log line for it."""

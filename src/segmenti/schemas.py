@@ -187,6 +187,22 @@ def query_parameter(name: str, schema: dict[str, Any], description: str) -> dict
     }
 
 
+_BOOLEAN = {"type": "string", "enum": ["0", "1", "true", "false"]}
+# The member list's and the segment export's (segments.forms.opt_outs reads them).
+OPT_OUT_PARAMETERS = [
+    query_parameter(
+        "include_opted_out",
+        {**_BOOLEAN, "default": "0"},
+        "Also list members that have opted out (they are not in total_contacts).",
+    ),
+    query_parameter(
+        "has_opted_out",
+        _BOOLEAN,
+        "Only members that have (1) or have not (0) opted out; include_opted_out is "
+        "then not needed.",
+    ),
+]
+
 ERROR_BODY: dict[str, Any] = {
     "type": "object",
     "required": ["errors"],

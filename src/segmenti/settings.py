@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite:///var/segmenti.db"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's names
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class Settings:
 
     log_json: bool = False
     """Write one JSON object per log line instead of plain text."""
+
+    log_level: str = "info"
+    """Level of the HTTP server's own log lines (uvicorn's start-up, shutdown and error
+    lines): critical, error, warning, info, debug or trace. The request lines of the
+    `segmenti` logger are written whatever it says."""
 
     rate_limit_requests: int = 0
     """Requests one user (through any of its API keys or dashboard sessions) may make
@@ -106,6 +112,12 @@ class Settings:
     """Seconds of waiting on a client allowed before min_transfer_bytes_per_second
     applies (each direction has its own), and the longest a single wait may last: a
     client that sends or reads nothing for this long is cut."""
+
+    def __post_init__(self) -> None:
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(
+                f"SEGMENTI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

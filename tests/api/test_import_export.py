@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from segmenti.contacts import csv_io, export, importer
+from segmenti.contacts import csv_http, csv_io, importer
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts
 from segmenti.timeutil import utcnow
@@ -581,16 +581,13 @@ def no_garbage_collection() -> Iterator[None]:
         gc.enable()
 
 
+@pytest.mark.usefixtures("no_garbage_collection")
 def test_an_aborted_download_returns_its_connection_and_ends_its_pages(
-    app: Any,
-    alice: User,
-    db: Database,
-    monkeypatch: pytest.MonkeyPatch,
-    no_garbage_collection: None,
+    app: Any, alice: User, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_large_export(db, user_id=alice.id)
     pages_closed = threading.Event()
-    stream_csv = export.stream_csv
+    stream_csv = csv_http.stream_csv
 
     async def watched(*args: Any) -> AsyncIterator[str]:
         pages = stream_csv(*args)
@@ -601,7 +598,7 @@ def test_an_aborted_download_returns_its_connection_and_ends_its_pages(
             await pages.aclose()
             pages_closed.set()
 
-    monkeypatch.setattr(export, "stream_csv", watched, raising=False)
+    monkeypatch.setattr(csv_http, "stream_csv", watched)
     pool = db.engine.pool
     with serving(app) as base:
         download = StalledDownload(base, "/api/contacts.csv", alice.api_key)

@@ -48,7 +48,10 @@ def test_settings_come_from_the_environment() -> None:
     assert loaded.log_json is True
 
 
-@pytest.mark.parametrize(("name", "value"), [("MAX_BODY_BYTES", "lots"), ("LOG_JSON", "perhaps")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MAX_BODY_BYTES", "lots"), ("LOG_JSON", "perhaps"), ("LOG_LEVEL", "chatty")],
+)
 def test_bad_settings_are_refused_with_the_variable_name(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=f"SEGMENTI_{name}"):
         Settings.from_env({f"SEGMENTI_{name}": value})

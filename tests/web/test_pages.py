@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from segmenti import auth
 from segmenti.db.engine import Database
+from segmenti.db.tables import MAX_ID
 from segmenti.membership import filters
 from segmenti.segments.service import count_filter
 from segmenti.settings import Settings
@@ -338,6 +339,28 @@ def test_dashboard_errors_are_html_and_api_errors_stay_json(
         response = alice.client.get(path)
         assert response.status_code == 400, path
         assert "must not contain NUL characters" in response.text
+
+
+def test_an_id_past_the_id_columns_is_not_found_on_the_dashboard_as_in_the_api(
+    client: TestClient, alice: User
+) -> None:
+    """The dashboard's path ids are the API's (`ResourceId`, 1 to MAX_ID): one past what
+    the id columns hold names nothing, so it is a 404 on every backend, never a query
+    that overflows PostgreSQL's integer (which answered 500)."""
+    token = sign_in(alice)
+    past = MAX_ID + 1
+    for path in [
+        f"/segments/{past}",
+        f"/segments/{past}/edit",
+        f"/segments/{past}/delete",
+        f"/contacts/{past}/edit",
+        f"/contacts/{past}/delete",
+    ]:
+        assert client.get(path).status_code == 404, path
+    for path in [f"/segments/{past}/delete", f"/contacts/{past}/delete"]:
+        assert client.post(path, data={"csrf_token": token}).status_code == 404, path
+    for path in [f"/api/segments/{past}", f"/api/contacts/{past}"]:
+        assert alice.get(path).status_code == 404, path
 
 
 # -- what the forms do --------------------------------------------------------------

@@ -75,28 +75,25 @@ def create_contact(
     )
 
 
-for path in ("", "/"):
-    router.add_api_route(
-        path,
-        list_contacts,
-        methods=["GET"],
-        include_in_schema=path == "",
-        summary="List contacts",
-        responses=schemas.responses(200, schemas.listing(schemas.CONTACT), 400, 401),
-        openapi_extra={"parameters": _LIST_PARAMETERS},
-        name=f"list_contacts{path}",
-    )
-    router.add_api_route(
-        path,
-        create_contact,
-        methods=["POST"],
-        include_in_schema=path == "",
-        summary="Create a contact",
-        status_code=201,
-        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 409, 413, 415, 422),
-        openapi_extra=_CREATE_BODY,
-        name=f"create_contact{path}",
-    )
+router.add_api_route(
+    "",
+    list_contacts,
+    methods=["GET"],
+    summary="List contacts",
+    responses=schemas.responses(200, schemas.listing(schemas.CONTACT), 400, 401),
+    openapi_extra={"parameters": _LIST_PARAMETERS},
+    name="list_contacts",
+)
+router.add_api_route(
+    "",
+    create_contact,
+    methods=["POST"],
+    summary="Create a contact",
+    status_code=201,
+    responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 409, 413, 415, 422),
+    openapi_extra=_CREATE_BODY,
+    name="create_contact",
+)
 
 
 @router.get(

@@ -1,4 +1,4 @@
-"""`segmenti contacts import|export` and `segmenti demo`: the same services as the API."""
+"""`segmenti contacts import|export`: the same services as the API."""
 
 from __future__ import annotations
 
@@ -12,43 +12,19 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from segmenti import auth, errors
+from segmenti.cli_support import console, database, err_console, fail
 from segmenti.contacts import csv_io, export, importer
 from segmenti.contacts.reader_process import ChildStager
 from segmenti.contacts.staging import StagedBatch
-from segmenti.db import migrate
-from segmenti.db.engine import Database
-from segmenti.forms import Params
-from segmenti.segments.forms import opt_outs
-from segmenti.settings import Settings
+from segmenti.forms import parse_bool
+from segmenti.segments import export as segment_export
+from segmenti.segments.members import OptOuts
 
-contacts_app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(contacts_app, name="contacts")
-    from segmenti.demo_cli import demo
-
-    app.command()(demo)
-
-
-def database() -> Database:
-    db = Database(Settings.from_env())
-    migrate.upgrade(db.engine)
-    return db
-
-
-def fail(error: errors.SegmentiError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {error.detail or error.title}")
-    return typer.Exit(code=1)
-
+app = typer.Typer(help="Contacts in bulk: CSV import and export.", no_args_is_help=True)
 
 UserOption = Annotated[int, typer.Option("--user", help="The user (tenant) whose contacts.")]
 
@@ -112,7 +88,7 @@ class _ErrorsFile:
         self._handle.close()
 
 
-@contacts_app.command("import")
+@app.command("import")
 def import_command(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="The CSV file.")
@@ -207,7 +183,7 @@ def _print_report(
         console.print(f"{sink.count:,} bad row(s) written to {sink.path}")
 
 
-@contacts_app.command("export")
+@app.command("export")
 def export_command(
     user: UserOption,
     segment: Annotated[
@@ -232,17 +208,21 @@ def export_command(
     ones unless asked."""
     db = database()
     try:
-        params = Params.from_pairs(
-            [("include_opted_out", "1" if include_opted_out else "0")]
-            + ([] if has_opted_out is None else [("has_opted_out", has_opted_out)])
+        choice = OptOuts(
+            include_opted_out=include_opted_out,
+            has_opted_out=None
+            if has_opted_out is None or not has_opted_out.strip()
+            else parse_bool("has_opted_out", has_opted_out),
         )
-        choice = opt_outs(params)
         with db.read() as session:
             if not auth.user_exists(session, user_id=user):
                 raise errors.NotFound(f"user {user} does not exist")
-            started = export.start_export(
-                session, user_id=user, segment_id=segment, opt_outs=choice
-            )
+            if segment is None:
+                started = export.start_export(session, user_id=user)
+            else:
+                started = segment_export.start_export(
+                    session, user_id=user, segment_id=segment, opt_outs=choice
+                )
         out = sys.stdout.buffer
         for chunk in export.export_csv(db, started):
             out.write(chunk.encode("utf-8"))

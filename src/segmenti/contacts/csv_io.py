@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from segmenti import errors, phones
-from segmenti.forms import check_parameter_key
+from segmenti.checks import check_parameter_key
 
 PHONE_COLUMN: Final = "phone_number"
 NAME_COLUMN: Final = "name"
 OPT_OUT_COLUMN: Final = "has_opted_out"
 RESERVED: Final = (PHONE_COLUMN, NAME_COLUMN, OPT_OUT_COLUMN)
 PARAM_PREFIX: Final = "param:"
-DELIMITERS: Final = (",", ";", "\t")
 
 MAX_NAME: Final = 256
 MAX_VALUE: Final = 512

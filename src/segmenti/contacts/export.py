@@ -18,18 +18,15 @@ column holds it). Every contact unchanged during the export is exported exactly 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from segmenti.contacts import csv_io
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts
-from segmenti.segments import service as segments_service
-from segmenti.segments.members import OptOuts, selected_members_where
 
 PAGE = 5_000
 # A page of a user with many keys is shorter, so that a page (its rows, then its text)
@@ -53,36 +50,22 @@ class Export:
 
 
 def start_export(
-    session: Session,
-    *,
-    user_id: int,
-    segment_id: int | None = None,
-    opt_outs: OptOuts | None = None,
+    session: Session, *, user_id: int, where: ColumnElement[bool] | None = None
 ) -> Export:
-    """All of the user's contacts, or a segment's members chosen by `opt_outs` as the
-    member list chooses them (by default without the opted-out ones, as total_contacts
-    counts them; the has_opted_out column says which are). NotFound for another user's
-    or a missing segment, raised before anything is sent."""
-    if segment_id is None:
+    """All of the user's contacts, or those `where` picks (a WHERE clause over contacts,
+    scoped to the user: a segment's members, `segments.export`)."""
+    if where is None:
         where = contacts.c.user_id == user_id
-    else:
-        segment = segments_service.get_segment(session, user_id=user_id, segment_id=segment_id)
-        where = selected_members_where(
-            user_id=user_id,
-            segment_id=segment_id,
-            type=segment["type"],
-            settings=segment["settings"],
-            opt_outs=opt_outs or OptOuts(),
-        )
     return Export(where=where, keys=parameter_keys(session, user_id=user_id))
 
 
-def parameter_keys(session: Session, *, user_id: int) -> list[str]:
-    """Every custom parameter key the user's contacts have, sorted: one column each (a
-    segment's export may then carry columns its members leave empty, which read back as
-    unset). One index seek per key rather than a scan of every parameter row."""
+def parameter_keys(session: Session, *, user_id: int, limit: int | None = None) -> list[str]:
+    """Every custom parameter key the user's contacts have (the first `limit` of them),
+    sorted: one export column each (a segment's export may then carry columns its
+    members leave empty, which read back as unset), and the dashboard's key suggestions.
+    One index seek per key rather than a scan of every parameter row."""
     keys: list[str] = []
-    while True:
+    while limit is None or len(keys) < limit:
         query = select(func.min(contact_parameters.c.key)).where(
             contact_parameters.c.user_id == user_id
         )
@@ -90,10 +73,11 @@ def parameter_keys(session: Session, *, user_id: int) -> list[str]:
             query = query.where(contact_parameters.c.key > keys[-1])
         key = session.execute(query).scalar_one()
         if key is None:
-            # Sorted here, not by the database, so every backend's collation gives the
-            # same column order.
-            return sorted(keys)
+            break
         keys.append(key)
+    # Sorted here, not by the database, so every backend's collation gives the same
+    # column order.
+    return sorted(keys)
 
 
 def read_page(db: Database, export: Export, *, after_id: int) -> tuple[str, int | None]:
@@ -125,19 +109,6 @@ def export_csv(db: Database, export: Export) -> Iterator[str]:
     after_id = 0
     while True:
         text, last_id = read_page(db, export, after_id=after_id)
-        if last_id is None:
-            return
-        yield text
-        after_id = last_id
-
-
-async def stream_csv(db: Database, export: Export) -> AsyncGenerator[str, None]:
-    """The CSV text, a page at a time, for an HTTP response: each page is read in a
-    worker thread, and nothing is held between pages while the client is sent one."""
-    yield export.header()
-    after_id = 0
-    while True:
-        text, last_id = await run_in_threadpool(read_page, db, export, after_id=after_id)
         if last_id is None:
             return
         yield text

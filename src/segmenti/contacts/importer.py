@@ -50,6 +50,7 @@ from segmenti.contacts.csv_io import BadRow, Row
 from segmenti.contacts.staging import StagedBatch, StageTables
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contact_parameters, contacts, segment_members, segments
+from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
 from segmenti.segments.service import count_filter
@@ -60,8 +61,6 @@ log = logging.getLogger("segmenti")
 BATCH_SIZE = 100_000
 # Contacts per statement of the count updates.
 CHUNK = 10_000
-# How many invalid rows a report keeps (the CLI's --errors file gets all of them).
-SHOWN_INVALID = 10
 # Recount the filter segments instead of evaluating deltas when a batch changes more than
 # this share of the user's contacts: a COUNT visits every contact once per segment at
 # roughly the cost of one Python evaluation, so past one half the COUNT is cheaper.

@@ -134,7 +134,7 @@ def list_contacts(
     return [render_contact(row) for row in rows], int(total)
 
 
-def _phone_taken(session: Session, *, user_id: int, phone_number: str) -> errors.Conflict:
+def _phone_taken(phone_number: str) -> errors.Conflict:
     return errors.Conflict(
         f"a contact with phone number {phone_number} already exists", parameter="phone_number"
     )
@@ -150,7 +150,7 @@ def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int
         )
     ).first()
     if exists is not None:
-        raise _phone_taken(session, user_id=user_id, phone_number=data.phone.e164)
+        raise _phone_taken(data.phone.e164)
     values: dict[str, Any] = {
         "user_id": user_id,
         "name": data.name or "",
@@ -167,7 +167,7 @@ def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int
                 insert(contacts).values(**values).returning(contacts.c.id)
             ).scalar_one()
     except IntegrityError:  # a concurrent create of the same number won the race
-        raise _phone_taken(session, user_id=user_id, phone_number=data.phone.e164) from None
+        raise _phone_taken(data.phone.e164) from None
     rows = parameter_rows(user_id=user_id, contact_id=contact_id, raw=values["custom_parameters"])
     if rows:
         session.execute(insert(contact_parameters), rows)
@@ -191,7 +191,7 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
             )
         ).first()
         if taken is not None:
-            raise _phone_taken(session, user_id=user_id, phone_number=data.phone.e164)
+            raise _phone_taken(data.phone.e164)
         values.update(
             phone_number=data.phone.e164,
             country_code=data.phone.country_code,
@@ -211,7 +211,7 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
                 .values(**values)
             )
     except IntegrityError:
-        raise _phone_taken(session, user_id=user_id, phone_number=values["phone_number"]) from None
+        raise _phone_taken(values["phone_number"]) from None
     if data.custom_parameters is not None:
         session.execute(
             delete(contact_parameters).where(

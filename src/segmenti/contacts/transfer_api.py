@@ -1,32 +1,25 @@
-"""CSV import and export over HTTP: thin routes over `importer` and `export`.
+"""CSV import and export of contacts over HTTP: thin routes over `upload` and `export`
+(a segment's export is `segments/export_api.py`).
 
 Included before the contacts router, so `POST /api/contacts/import` is not taken for a
 contact id."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import AsyncGenerator, Iterator
-from typing import IO, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.types import Receive, Scope, Send
 
 from segmenti import errors, schemas
-from segmenti.contacts import csv_io, export, importer
-from segmenti.db.engine import Database
-from segmenti.forms import Params, parse_bool
+from segmenti.contacts import csv_http, export
+from segmenti.contacts.upload import import_upload
+from segmenti.forms import parse_bool
 from segmenti.http import current_user, database
-from segmenti.segments.forms import opt_outs
-from segmenti.segments.members import OptOuts
-from segmenti.segments.members_api import OPT_OUT_PARAMETERS
 
 router = APIRouter(tags=["contacts"])
-
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 
 _IMPORT_REPORT = {
     "type": "object",
@@ -87,46 +80,6 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
-class _Unclosable(io.RawIOBase):
-    """The uploaded file as seen by one reading pass: closing the pass's text wrapper
-    must not close the upload, which a strict import reads twice."""
-
-    def __init__(self, binary: IO[bytes]) -> None:
-        self._binary = binary
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._binary.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        pass
-
-
-# Smaller than the CLI's batches: in the server, a batch's rows are held and staged in the
-# serving process itself, and on SQLite each batch holds the write lock every other
-# request's writes wait for (about 0.4 s for 20,000 rows instead of 2 s).
-UPLOAD_BATCH_SIZE = 20_000
-
-
-def import_upload(
-    db: Database, *, user_id: int, upload: IO[bytes], strict: bool
-) -> importer.ImportReport:
-    """Imports an uploaded CSV file (the API's and the dashboard's upload)."""
-
-    def rows() -> Iterator[csv_io.Row]:
-        upload.seek(0)
-        binary = io.BufferedReader(_Unclosable(upload))
-        yield from csv_io.CsvReader(csv_io.text_stream(binary))
-
-    return importer.import_contacts(
-        db, user_id=user_id, open_rows=rows, strict=strict, batch_size=UPLOAD_BATCH_SIZE
-    )
-
-
 @router.post(
     "/api/contacts/import",
     summary="Import contacts from CSV",
@@ -152,84 +105,26 @@ async def import_contacts(request: Request, user_id: int = Depends(current_user)
         raw_strict = form.get("strict") or request.query_params.get("strict") or "0"
         strict = parse_bool("strict", raw_strict if isinstance(raw_strict, str) else "0")
         report = await run_in_threadpool(
-            import_upload, database(request), user_id=user_id, upload=upload.file, strict=strict
+            import_upload,
+            database(request),
+            user_id=user_id,
+            upload=upload.file,
+            strict=strict,
         )
     finally:
         await form.close()
     return JSONResponse({"data": report.as_dict()})
 
 
-class CsvStream(StreamingResponse):
-    """A streamed export that closes its page generator when the response ends, however
-    it ends: finished, failed, or cut short by the client going away (Starlette then
-    just stops iterating). Pages hold no connection between them, so this is tidiness,
-    not the leak guard; the close is deterministic rather than left to the garbage
-    collector."""
-
-    def __init__(self, pages: AsyncGenerator[str, None], *, filename: str) -> None:
-        super().__init__(
-            pages,
-            media_type=CSV_MEDIA_TYPE,
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
-        self._pages = pages
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._pages.aclose()
-
-
-def _csv_response(
-    request: Request, *, user_id: int, segment_id: int | None, name: str, selection: OptOuts
-) -> CsvStream:
-    db = database(request)
-    with db.read() as session:
-        started = export.start_export(
-            session, user_id=user_id, segment_id=segment_id, opt_outs=selection
-        )
-    return CsvStream(export.stream_csv(db, started), filename=name)
-
-
-_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "CSV in the columns an import reads, streamed.",
-        "content": {"text/csv": {"schema": {"type": "string"}}},
-    }
-}
-
-
 @router.get(
     "/api/contacts.csv",
     summary="Export contacts as CSV",
-    responses={**schemas.responses(200, None, 401), **_CSV_RESPONSE},
+    responses={**schemas.responses(200, None, 401), **csv_http.CSV_RESPONSE},
     response_class=StreamingResponse,
 )
 def export_contacts(request: Request, user_id: int = Depends(current_user)) -> Any:
-    return _csv_response(
-        request, user_id=user_id, segment_id=None, name="contacts.csv", selection=OptOuts()
-    )
-
-
-@router.get(
-    "/api/segments/{segment_id}/contacts.csv",
-    summary="Export a segment's contacts as CSV",
-    description="The segment's members, chosen as the member list "
-    "(`GET /api/segments/{id}/contacts`) chooses them: members that have opted out are "
-    "left out unless include_opted_out=1 (or has_opted_out=1) is given. The "
-    "has_opted_out column says which members have.",
-    responses={**schemas.responses(200, None, 400, 401, 404), **_CSV_RESPONSE},
-    response_class=StreamingResponse,
-    openapi_extra={"parameters": OPT_OUT_PARAMETERS},
-)
-def export_segment_contacts(
-    segment_id: int, request: Request, user_id: int = Depends(current_user)
-) -> Any:
-    return _csv_response(
+    return csv_http.csv_response(
         request,
-        user_id=user_id,
-        segment_id=segment_id,
-        name=f"segment-{segment_id}.csv",
-        selection=opt_outs(Params.from_pairs(request.query_params.multi_items())),
+        start=lambda session: export.start_export(session, user_id=user_id),
+        filename="contacts.csv",
     )

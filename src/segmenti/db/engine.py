@@ -221,7 +221,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def sqlite_file(url: str) -> Path | None:
-    return Settings(database_url=url).sqlite_path()

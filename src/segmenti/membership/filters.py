@@ -15,7 +15,7 @@ when it is a number, that number (`parse_number`). Tests check the two agree.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,20 +126,39 @@ def parse(params: Params, *, max_conditions: int) -> Filter:
                     f"{field_name}[{index}] has no {KEY_FIELD}[{index}]",
                     parameter=f"{field_name}[{index}]",
                 )
-    if len(keys) > max_conditions:
+    return from_rows(
+        [
+            (index, key, conditions.get(index, ""), values.get(index, ""))
+            for index, key in keys.items()
+        ],
+        countries=params.many(COUNTRIES_FIELD),
+        continents=params.many(CONTINENTS_FIELD),
+        max_conditions=max_conditions,
+    )
+
+
+def from_rows(
+    rows: Sequence[tuple[int, str, str, str]],
+    *,
+    countries: Sequence[str] | None,
+    continents: Sequence[str] | None,
+    max_conditions: int,
+) -> Filter:
+    """A filter from numbered conditions (index, key, condition, value) and the codes
+    picked, validated (the dashboard's form rows, or the request's fields paired by
+    index); raises `errors.Invalid` naming the field of that index."""
+    if len(rows) > max_conditions:
         raise errors.Invalid(
-            f"a filter takes at most {max_conditions} conditions, got {len(keys)}",
+            f"a filter takes at most {max_conditions} conditions, got {len(rows)}",
             parameter=KEY_FIELD,
         )
-    parsed = [
-        _condition(index, key, conditions.get(index, ""), values.get(index, ""))
-        for index, key in keys.items()
-    ]
     return Filter(
-        conditions=tuple(parsed),
-        countries=_codes(params, COUNTRIES_FIELD, phones.is_country, "ISO 3166-1 alpha-2 country"),
+        conditions=tuple(_condition(*row) for row in rows),
+        countries=_codes(
+            countries, COUNTRIES_FIELD, phones.is_country, "ISO 3166-1 alpha-2 country"
+        ),
         continents=_codes(
-            params,
+            continents,
             CONTINENTS_FIELD,
             phones.CONTINENTS.__contains__,
             "continent (AF, AN, AS, EU, NA, OC, SA)",
@@ -178,9 +197,8 @@ def _condition(index: int, key: str, condition: str, value: str) -> Condition:
 
 
 def _codes(
-    params: Params, name: str, known: Callable[[str], bool], what: str
+    raw: Sequence[str] | None, name: str, known: Callable[[str], bool], what: str
 ) -> tuple[str, ...] | None:
-    raw = params.many(name)
     if raw is None:
         return None
     codes: list[str] = []

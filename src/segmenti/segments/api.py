@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from segmenti import errors, idempotency, schemas
-from segmenti.forms import Params
+from segmenti import idempotency, schemas
+from segmenti.forms import Params, parse_choice
 from segmenti.http import (
     ResourceId,
     body_params,
@@ -52,28 +50,19 @@ _LIST_PARAMETERS = [
 ]
 
 
-def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str | None) -> Any:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value not in allowed:
-        raise errors.Invalid(
-            f"{name} must be one of {', '.join(allowed)}, got {raw[:40]!r}", parameter=name
-        )
-    return value
-
-
 def list_segments(request: Request, user_id: int = Depends(current_user)) -> JSONResponse:
     page = page_of(request)
+    query = request.query_params
     with database(request).read() as session:
         rows, total = service.list_segments(
             session,
             user_id=user_id,
             page=page,
-            order_by=_choice(request, "order_by", service.ORDER_BY, "datetime"),
-            order_type=_choice(request, "order_type", service.ORDER_TYPES, "desc"),
-            type=_choice(request, "type", service.TYPES, None),
+            order_by=parse_choice("order_by", query.get("order_by"), service.ORDER_BY, "datetime"),
+            order_type=parse_choice(
+                "order_type", query.get("order_type"), service.ORDER_TYPES, "desc"
+            ),
+            type=parse_choice("type", query.get("type"), service.TYPES, None),
             search=request.query_params.get("search") or None,
         )
     return JSONResponse(list_envelope(request, rows, total=total, page=page))
@@ -99,28 +88,25 @@ def create_segment(
     return service.counting_first(db, user_id=user_id, data=data, write=create_counted)
 
 
-for path in ("", "/"):
-    router.add_api_route(
-        path,
-        list_segments,
-        methods=["GET"],
-        include_in_schema=path == "",
-        summary="List segments",
-        responses=schemas.responses(200, schemas.listing(schemas.SEGMENT), 400, 401),
-        openapi_extra={"parameters": _LIST_PARAMETERS},
-        name=f"list_segments{path}",
-    )
-    router.add_api_route(
-        path,
-        create_segment,
-        methods=["POST"],
-        include_in_schema=path == "",
-        summary="Create a segment",
-        status_code=201,
-        responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 413, 415, 422),
-        openapi_extra=_CREATE_BODY,
-        name=f"create_segment{path}",
-    )
+router.add_api_route(
+    "",
+    list_segments,
+    methods=["GET"],
+    summary="List segments",
+    responses=schemas.responses(200, schemas.listing(schemas.SEGMENT), 400, 401),
+    openapi_extra={"parameters": _LIST_PARAMETERS},
+    name="list_segments",
+)
+router.add_api_route(
+    "",
+    create_segment,
+    methods=["POST"],
+    summary="Create a segment",
+    status_code=201,
+    responses=schemas.responses(201, schemas.ID_ONLY, 400, 401, 413, 415, 422),
+    openapi_extra=_CREATE_BODY,
+    name="create_segment",
+)
 
 
 @router.get(

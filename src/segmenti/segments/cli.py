@@ -7,16 +7,12 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from segmenti.db import migrate
-from segmenti.db.engine import Database
+from segmenti.cli_support import database, err_console
 from segmenti.segments import recount
-from segmenti.settings import Settings
 
 app = typer.Typer(help="Segments.", no_args_is_help=True)
-console = Console(stderr=True)
 
 
 @app.command("recount")
@@ -32,8 +28,7 @@ def recount_command(
     its contacts or segments changed meanwhile (or it is counted again), so no count
     can miss a write; on SQLite no other user's writes wait for the counting.
     """
-    db = Database(Settings.from_env())
-    migrate.upgrade(db.engine)
+    db = database()
     with db.read() as session:
         per_user = recount.segments_per_user(session, user_id=user)
     corrected: list[dict[str, int]] = []
@@ -43,7 +38,7 @@ def recount_command(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=err_console,
         disable=as_json,
     )
     with progress:
@@ -67,6 +62,8 @@ def recount_command(
     if as_json:
         typer.echo(json.dumps({"segments": total, "corrected": corrected, "seconds": seconds}))
         return
-    console.print(f"recounted {total} segment(s) in {seconds:.1f} s; {len(corrected)} corrected")
+    err_console.print(
+        f"recounted {total} segment(s) in {seconds:.1f} s; {len(corrected)} corrected"
+    )
     for fixed in corrected[:20]:
-        console.print(f"  segment {fixed['segment_id']}: {fixed['before']} -> {fixed['after']}")
+        err_console.print(f"  segment {fixed['segment_id']}: {fixed['before']} -> {fixed['after']}")

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from segmenti import errors
-from segmenti.forms import Params, check_text, parse_bool
+from segmenti.checks import check_text
+from segmenti.forms import Params, parse_bool
 from segmenti.membership import filters
 from segmenti.segments.members import OptOuts
 from segmenti.segments.service import TYPES, SegmentInput, normalize_bulk, parse_contacts_ids
 from segmenti.settings import Settings
 
 
+def segment_name(raw: str) -> str:
+    """`name`, without surrounding spaces (the API's field and the dashboard's)."""
+    return check_text("name", raw.strip(), min_length=1, max_length=256)
+
+
 def segment_input(params: Params, settings: Settings) -> SegmentInput:
     name = params.text("name")
     if name is not None:
-        name = check_text("name", name.strip(), min_length=1, max_length=256)
+        name = segment_name(name)
     kind = params.text("type")
     if kind is not None:
         kind = kind.strip().lower()

@@ -28,21 +28,6 @@ from segmenti.segments.forms import opt_outs, segment_input
 
 router = APIRouter(prefix="/api/segments", tags=["segments"])
 
-_BOOLEAN = {"type": "string", "enum": ["0", "1", "true", "false"]}
-# The member list's and the segment export's (segments.forms.opt_outs reads them).
-OPT_OUT_PARAMETERS = [
-    schemas.query_parameter(
-        "include_opted_out",
-        {**_BOOLEAN, "default": "0"},
-        "Also list members that have opted out (they are not in total_contacts).",
-    ),
-    schemas.query_parameter(
-        "has_opted_out",
-        _BOOLEAN,
-        "Only members that have (1) or have not (0) opted out; include_opted_out is "
-        "then not needed.",
-    ),
-]
 _MEMBER_LIST_PARAMETERS = [
     *schemas.page_parameters(),
     schemas.query_parameter(
@@ -53,7 +38,7 @@ _MEMBER_LIST_PARAMETERS = [
         "costs the same on every page. Without it `page` skips (page - 1) * "
         "results_per_page members, which costs more the deeper the page.",
     ),
-    *OPT_OUT_PARAMETERS,
+    *schemas.OPT_OUT_PARAMETERS,
 ]
 
 _CHECK = {

@@ -41,6 +41,7 @@ from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
+from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
 from segmenti.paging import Page
@@ -50,7 +51,6 @@ TYPES = ("bulk", "custom", "filter")
 ORDER_BY = ("id", "name", "datetime", "last_datetime", "total_contacts")
 ORDER_TYPES = ("asc", "desc")
 # How many invalid entries an error lists.
-SHOWN_INVALID = 10
 
 _PHONE_SEPARATORS = re.compile(r"\r\n|[\n\r,;]")
 
@@ -71,7 +71,9 @@ class SegmentInput:
     bulk: BulkNumbers | None = None
     contacts_ids: tuple[int, ...] | None = None
     filter: filters.Filter | None = None
-    filter_parameter: str = filters.KEY_FIELD  # the first filter parameter given, for errors
+    # What the input calls its first filter parameter, for errors (segments/forms.py
+    # gives the API's field): the domain knows no request's field names.
+    filter_parameter: str = "filter"
 
     def given_types(self) -> list[str]:
         given = []

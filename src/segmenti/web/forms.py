@@ -1,8 +1,10 @@
 """What the dashboard's segment and contact forms hold between round trips.
 
 A form is re-rendered from what was posted (with an error, a preview, a row added or
-removed), so its state is plain data. `to_pairs` turns it back into the API's PHP-style
-field names, which `segment_input` / `contact_input` validate exactly as for the API.
+removed), so its state is plain data. `to_input` builds the services' input from it
+(`SegmentInput`, `ContactInput`) through the checks the API's fields go through; the
+form's fields are named as the API's are, so an error's `parameter` names the field it
+belongs next to, and its words are the API's.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from segmenti.forms import Params
+from segmenti.checks import check_parameters
+from segmenti.contacts.forms import contact_name, phone_number
+from segmenti.contacts.service import ContactInput
+from segmenti.forms import Params, parse_choice
 from segmenti.membership import filters
+from segmenti.segments.forms import segment_name
+from segmenti.segments.service import TYPES, SegmentInput, normalize_bulk, parse_contacts_ids
+from segmenti.settings import Settings
 
 _KEY, _CONDITION, _VALUE = filters.KEY_FIELD, filters.CONDITION_FIELD, filters.VALUE_FIELD
 _PARAMETER_KEY, _PARAMETER_VALUE = "custom_parameter_key", "custom_parameter_value"
@@ -119,31 +127,33 @@ class SegmentForm:
             return True
         return False
 
-    def filter_pairs(self) -> list[tuple[str, str]]:
-        # The empty country is what an HTML form sends for "none picked": it makes the
-        # filter "given", so saving a filter with every condition removed replaces the
-        # old definition instead of keeping it.
-        pairs = [(f"{filters.COUNTRIES_FIELD}[]", "")]
-        for row in self.conditions:
-            if not row.blank:
-                pairs += [
-                    (f"{_KEY}[{row.index}]", row.key),
-                    (f"{_CONDITION}[{row.index}]", row.condition),
-                    (f"{_VALUE}[{row.index}]", row.value),
-                ]
-        pairs += [(f"{filters.COUNTRIES_FIELD}[]", code) for code in self.countries]
-        pairs += [(f"{filters.CONTINENTS_FIELD}[]", code) for code in self.continents]
-        return pairs
-
-    def to_pairs(self) -> list[tuple[str, str]]:
-        """The API's fields for this form: only the chosen type's, so the hidden fields of
-        the other types never make a "not a parameter of a filter segment" error."""
-        pairs = [("name", self.name), ("type", self.type)]
-        if self.type == "bulk":
-            return [*pairs, ("phone_numbers", self.phone_numbers)]
-        if self.type == "custom":
-            return [*pairs, ("contacts_ids", self.contacts_ids)]
-        return pairs + self.filter_pairs()
+    def to_input(self, settings: Settings, *, named: bool = True) -> SegmentInput:
+        """The segment this form defines, validated. Only the chosen type's fields are
+        read, so the hidden fields of the other types never make an error. `named=False`
+        leaves the name out (the preview counts without one: an empty name is no error
+        yet). A filter is always given: saving one with every condition removed
+        replaces the old definition instead of keeping it."""
+        kind = parse_choice("type", self.type, TYPES, "filter")
+        return SegmentInput(
+            name=segment_name(self.name) if named else None,
+            type=kind,
+            bulk=normalize_bulk([self.phone_numbers], limit=settings.max_bulk_phone_numbers)
+            if kind == "bulk"
+            else None,
+            contacts_ids=parse_contacts_ids([self.contacts_ids]) if kind == "custom" else None,
+            filter=filters.from_rows(
+                [
+                    (row.index, row.key, row.condition, row.value)
+                    for row in self.conditions
+                    if not row.blank
+                ],
+                countries=self.countries,
+                continents=self.continents,
+                max_conditions=settings.max_filter_conditions,
+            )
+            if kind == "filter"
+            else None,
+        )
 
 
 @dataclass
@@ -192,16 +202,16 @@ class ContactForm:
             return True
         return False
 
-    def to_pairs(self) -> list[tuple[str, str]]:
-        pairs = [
-            ("phone_number", self.phone_number),
-            ("name", self.name),
-            ("has_opted_out", "1" if self.has_opted_out else "0"),
-        ]
-        for row in self.parameters:
-            if not row.blank:
-                pairs += [
-                    (f"{_PARAMETER_KEY}[{row.index}]", row.key),
-                    (f"{_PARAMETER_VALUE}[{row.index}]", row.value),
-                ]
-        return pairs
+    def to_input(self) -> ContactInput:
+        """The contact this form describes, validated. The form always shows every
+        parameter, so the rows left are all of them: none means "remove them all"."""
+        return ContactInput(
+            phone=phone_number(self.phone_number),
+            name=contact_name(self.name),
+            custom_parameters=check_parameters(
+                (f"{_PARAMETER_KEY}[{row.index}]", row.key, row.value)
+                for row in self.parameters
+                if not row.blank
+            ),
+            has_opted_out=self.has_opted_out,
+        )

@@ -1,32 +1,29 @@
-"""Dashboard routes: thin, like the API's, over the same services and input forms.
+"""Dashboard routes: thin, like the API's, over the same services.
 
-Every form posts the API's own field names, so `segment_input` / `contact_input` and the
-services validate it exactly as they validate an API request, and an error is shown next
-to the field its `parameter` names, in the API's words.
+Each form builds the services' input itself (`forms.py`), through the checks the API's
+fields go through, and its fields are named as the API's are: an error is shown next to
+the field its `parameter` names, in the API's words.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from segmenti import errors, ratelimit
-from segmenti.contacts import importer
+from segmenti.contacts import export, importer
 from segmenti.contacts import service as contacts_service
-from segmenti.contacts.forms import contact_input
-from segmenti.contacts.transfer_api import import_upload
-from segmenti.forms import Params
-from segmenti.http import database
+from segmenti.contacts.upload import import_upload
+from segmenti.forms import parse_choice
+from segmenti.http import ResourceId, database
 from segmenti.paging import Page
 from segmenti.segments import members
 from segmenti.segments import service as segments_service
-from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
 from segmenti.web import queries, sessions
 from segmenti.web.forms import ContactForm, SegmentForm
@@ -34,8 +31,7 @@ from segmenti.web.pages import pager, redirect, render
 
 router = APIRouter(include_in_schema=False)
 
-# An id outside what the id columns hold names nothing: 404, never a driver overflow.
-PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SUGGESTED_KEYS = 500  # parameter keys offered as a form's key field is typed
 
 Viewer = sessions.Viewer
 signed_in = Depends(sessions.viewer)
@@ -55,18 +51,6 @@ def _page(request: Request) -> Page:
         if "\x00" in name or "\x00" in value:
             raise errors.Invalid("the query string must not contain NUL characters")
     return Page.parse(query.get("page") or None, query.get("results_per_page") or None)
-
-
-def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str | None) -> Any:
-    raw = request.query_params.get(name) or ""
-    value = raw.strip().lower()
-    if not value:
-        return default
-    if value not in allowed:
-        raise errors.Invalid(
-            f"{name} must be one of {', '.join(allowed)}, got {raw[:40]!r}", parameter=name
-        )
-    return value
 
 
 def _safe_next(target: str | None) -> str:
@@ -122,21 +106,25 @@ def sign_out(request: Request, _pairs: list[tuple[str, str]] = posted) -> Respon
 @router.get("/segments")
 def segments_list(request: Request, viewer: Viewer = signed_in) -> Response:
     page = _page(request)
-    filters_used = {
-        "search": (request.query_params.get("search") or "").strip(),
-        "type": _choice(request, "type", segments_service.TYPES, None),
-        "order_by": _choice(request, "order_by", segments_service.ORDER_BY, "datetime"),
-        "order_type": _choice(request, "order_type", segments_service.ORDER_TYPES, "desc"),
-    }
+    query = request.query_params
+    search = (query.get("search") or "").strip()
+    kind = parse_choice("type", query.get("type"), segments_service.TYPES, None)
+    order_by = parse_choice(
+        "order_by", query.get("order_by"), segments_service.ORDER_BY, "datetime"
+    )
+    order_type = parse_choice(
+        "order_type", query.get("order_type"), segments_service.ORDER_TYPES, "desc"
+    )
+    filters_used = {"search": search, "type": kind, "order_by": order_by, "order_type": order_type}
     with database(request).read() as session:
         rows, total = segments_service.list_segments(
             session,
             user_id=viewer.user_id,
             page=page,
-            order_by=filters_used["order_by"],
-            order_type=filters_used["order_type"],
-            type=filters_used["type"],
-            search=filters_used["search"] or None,
+            order_by=order_by,
+            order_type=order_type,
+            type=kind,
+            search=search or None,
         )
     return render(
         request,
@@ -155,7 +143,7 @@ def _segment_form_page(
     error: errors.SegmentiError | None = None,
 ) -> HTMLResponse:
     with database(request).read() as session:
-        keys = queries.parameter_keys(session, user_id=viewer.user_id)
+        keys = export.parameter_keys(session, user_id=viewer.user_id, limit=SUGGESTED_KEYS)
     preview = _preview(request, viewer, form)
     if error is None and preview.error is not None:
         error = preview.error  # shown next to its field, as a failed save would be
@@ -195,7 +183,7 @@ def _save_segment(
     if form.apply_row_action() or form.action == "preview":
         return _segment_form_page(request, viewer, form, segment=segment)
     try:
-        data = segment_input(Params.from_pairs(form.to_pairs()), _settings(request))
+        data = form.to_input(_settings(request))
         db = database(request)
 
         def save(counted: segments_service.Precounted | None) -> int:
@@ -223,7 +211,7 @@ def _save_segment(
 
 @router.get("/segments/new")
 def segment_new(request: Request, viewer: Viewer = signed_in) -> Response:
-    kind = _choice(request, "type", segments_service.TYPES, "filter")
+    kind = parse_choice("type", request.query_params.get("type"), segments_service.TYPES, "filter")
     return _segment_form_page(request, viewer, SegmentForm(type=kind), segment=None)
 
 
@@ -253,7 +241,7 @@ def _load_segment(request: Request, viewer: Viewer, segment_id: int) -> dict[str
 
 
 @router.get("/segments/{segment_id}")
-def segment_show(segment_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
+def segment_show(segment_id: ResourceId, request: Request, viewer: Viewer = signed_in) -> Response:
     page = _page(request)
     with database(request).read() as session:
         segment = segments_service.get_segment(
@@ -276,14 +264,14 @@ def segment_show(segment_id: PathId, request: Request, viewer: Viewer = signed_i
 
 
 @router.get("/segments/{segment_id}/edit")
-def segment_edit(segment_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
+def segment_edit(segment_id: ResourceId, request: Request, viewer: Viewer = signed_in) -> Response:
     segment = _load_segment(request, viewer, segment_id)
     return _segment_form_page(request, viewer, SegmentForm.from_segment(segment), segment=segment)
 
 
 @router.post("/segments/{segment_id}/edit")
 def segment_update(
-    segment_id: PathId,
+    segment_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     pairs: list[tuple[str, str]] = posted,
@@ -294,7 +282,7 @@ def segment_update(
 
 @router.get("/segments/{segment_id}/delete")
 def segment_delete_page(
-    segment_id: PathId, request: Request, viewer: Viewer = signed_in
+    segment_id: ResourceId, request: Request, viewer: Viewer = signed_in
 ) -> Response:
     segment = _load_segment(request, viewer, segment_id)
     return render(request, "segments/delete.html", {"segment": segment}, viewer=viewer)
@@ -302,7 +290,7 @@ def segment_delete_page(
 
 @router.post("/segments/{segment_id}/delete")
 def segment_delete(
-    segment_id: PathId,
+    segment_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     _pairs: list[tuple[str, str]] = posted,
@@ -341,7 +329,7 @@ def _contact_form_page(
     error: errors.SegmentiError | None = None,
 ) -> HTMLResponse:
     with database(request).read() as session:
-        keys = queries.parameter_keys(session, user_id=viewer.user_id)
+        keys = export.parameter_keys(session, user_id=viewer.user_id, limit=SUGGESTED_KEYS)
     return render(
         request,
         "contacts/form.html",
@@ -365,10 +353,7 @@ def _save_contact(
     if form.apply_row_action():
         return _contact_form_page(request, viewer, form, contact=contact)
     try:
-        data = contact_input(Params.from_pairs(form.to_pairs()))
-        # The form always shows every parameter: none left means "remove them all".
-        if data.custom_parameters is None:
-            data = replace(data, custom_parameters={})
+        data = form.to_input()
         with database(request).write() as session:
             if contact is None:
                 contacts_service.create_contact(session, user_id=viewer.user_id, data=data)
@@ -439,14 +424,14 @@ async def contacts_import_upload(request: Request, viewer: Viewer = signed_in) -
 
 
 @router.get("/contacts/{contact_id}/edit")
-def contact_edit(contact_id: PathId, request: Request, viewer: Viewer = signed_in) -> Response:
+def contact_edit(contact_id: ResourceId, request: Request, viewer: Viewer = signed_in) -> Response:
     contact = _load_contact(request, viewer, contact_id)
     return _contact_form_page(request, viewer, ContactForm.from_contact(contact), contact=contact)
 
 
 @router.post("/contacts/{contact_id}/edit")
 def contact_update(
-    contact_id: PathId,
+    contact_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     pairs: list[tuple[str, str]] = posted,
@@ -457,7 +442,7 @@ def contact_update(
 
 @router.get("/contacts/{contact_id}/delete")
 def contact_delete_page(
-    contact_id: PathId, request: Request, viewer: Viewer = signed_in
+    contact_id: ResourceId, request: Request, viewer: Viewer = signed_in
 ) -> Response:
     contact = _load_contact(request, viewer, contact_id)
     return render(request, "contacts/delete.html", {"contact": contact}, viewer=viewer)
@@ -465,7 +450,7 @@ def contact_delete_page(
 
 @router.post("/contacts/{contact_id}/delete")
 def contact_delete(
-    contact_id: PathId,
+    contact_id: ResourceId,
     request: Request,
     viewer: Viewer = signed_in,
     _pairs: list[tuple[str, str]] = posted,

@@ -1,0 +1,30 @@
+"""What every `segmenti` command shares: where it prints, the database it opens, and
+how it stops on an error. The commands are in cli.py, contacts/cli.py, segments/cli.py
+and demo_cli.py; each imports this, none imports another."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from segmenti import errors
+from segmenti.db import migrate
+from segmenti.db.engine import Database
+from segmenti.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def database(settings: Settings | None = None) -> Database:
+    """The database `settings` name (by default SEGMENTI_DATABASE_URL's), migrated to the
+    newest schema."""
+    db = Database(settings or Settings.from_env())
+    migrate.upgrade(db.engine)
+    return db
+
+
+def fail(error: errors.SegmentiError) -> typer.Exit:
+    """Prints the error and gives the exit to raise: `raise fail(exc) from None`."""
+    err_console.print(f"[red]error:[/red] {error.detail or error.title}")
+    return typer.Exit(code=1)
