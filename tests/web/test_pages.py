@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from segmenti import auth
 from segmenti.db.engine import Database
 from segmenti.membership import filters
-from segmenti.segments.service import count_filter
+from segmenti.membership.counts import count_filter
 from segmenti.settings import Settings
 from segmenti.web import SESSION_COOKIE, sessions
 from segmenti.web.pages import field_id
