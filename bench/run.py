@@ -341,7 +341,7 @@ def measure_members(
         with db.read() as session:
             session.execute(page).all()
             spec = filters.Filter.from_settings(row.settings)
-            service.count_filter(session, user_id=user_id, spec=spec)
+            counts.count_filter(session, user_id=user_id, spec=spec)
 
     floor_ms, _ = _sample(floor, min(reps, 20))
     naive_ms, _ = _sample(naive, naive_reps)
@@ -384,11 +384,11 @@ def measure_list(
         with db.read() as session:
             rows, _total = service.list_segments(session, user_id=user_id, page=Page(1, 25))
             return [
-                service.count_filter(
+                counts.count_filter(
                     session, user_id=user_id, spec=filters.Filter.from_settings(row["settings"])
                 )
                 if row["type"] == "filter"
-                else service.count_members(session, user_id=user_id, segment_id=row["id"])
+                else counts.count_members(session, user_id=user_id, segment_id=row["id"])
                 for row in rows
             ]
 
@@ -441,7 +441,7 @@ def measure_get(
     def naive() -> int:
         with db.read() as session:
             service.get_segment(session, user_id=user_id, segment_id=row.id)
-            return service.count_filter(session, user_id=user_id, spec=spec)
+            return counts.count_filter(session, user_id=user_id, spec=spec)
 
     naive_ms, naive_count = _sample(naive, naive_reps)
     assert naive_count == row.total_contacts

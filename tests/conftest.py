@@ -21,6 +21,7 @@ from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import metadata
 from segmenti.settings import Settings
+from tests.count_writers import only_counts_writes_total_contacts  # noqa: F401 (autouse)
 
 PG_URL = os.environ.get("SEGMENTI_TEST_DATABASE_URL")
 

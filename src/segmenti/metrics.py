@@ -34,8 +34,9 @@ IN_PROGRESS = Gauge(
 )
 SEGMENT_EVALUATION_SECONDS = Histogram(
     "segmenti_segment_evaluation_seconds",
-    "Time spent evaluating filter segments: `contacts_changed` (a contact write adjusting "
-    "the counts of its user's segments) and `count_filter` (a segment counted from scratch).",
+    "Time spent evaluating filter segments: `contacts_changed` (contacts written, one or a "
+    "batch, adjusting the counts of their user's segments) and `count_filter` (a segment "
+    "counted from scratch).",
     ["operation"],
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )

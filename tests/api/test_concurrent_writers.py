@@ -13,8 +13,7 @@ from sqlalchemy import func, select, text
 from segmenti import auth
 from segmenti.app import create_app
 from segmenti.db.tables import contacts, segment_members, segments
-from segmenti.membership import filters
-from segmenti.segments import service
+from segmenti.membership import counts, filters
 from segmenti.settings import Settings
 from tests.conftest import PG_URL, User
 
@@ -33,7 +32,7 @@ def fresh_totals(db: Any, user_id: int) -> dict[int, tuple[int, int]]:
         for row in rows:
             if row.type == "filter":
                 spec = filters.Filter.from_settings(row.settings)
-                counted = service.count_filter(session, user_id=user_id, spec=spec)
+                counted = counts.count_filter(session, user_id=user_id, spec=spec)
             else:
                 counted = session.execute(
                     select(func.count())

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from segmenti.app import create_app
 from segmenti.db.tables import contacts, segments
 from segmenti.membership import filters
+from segmenti.membership.counts import count_filter, count_members
 from segmenti.segments.members import members_where
 from segmenti.segments.recount import UserColumns
-from segmenti.segments.service import count_filter, count_members
 from segmenti.settings import Settings
 from tests.conftest import User
 

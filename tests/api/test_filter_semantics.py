@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from segmenti.db.tables import contacts
 from segmenti.membership import filters
-from segmenti.segments.service import count_filter
+from segmenti.membership.counts import count_filter
 from tests.conftest import User
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, insert, select
 from segmenti.contacts import service as contacts_service
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts
-from segmenti.membership import filters
+from segmenti.membership import counts, filters
 from segmenti.phones import normalize_phone
 from segmenti.segments import recount
 from segmenti.segments import service as segments_service
@@ -83,7 +83,7 @@ def _fresh_total(db: Database, *, user_id: int, segment: dict[str, Any]) -> int:
 def _around_counts(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[int], None]) -> list[int]:
     """Runs `meanwhile(n)` during the n-th filter count from scratch (from 1), after the
     count's statement ran and before the count is used; returns the counts' totals."""
-    real = segments_service.count_filter
+    real = counts.count_filter
     totals: list[int] = []
 
     def count_filter(session: Any, *, user_id: int, spec: filters.Filter) -> int:
@@ -92,7 +92,7 @@ def _around_counts(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[int], N
         meanwhile(len(totals))
         return total
 
-    monkeypatch.setattr(segments_service, "count_filter", count_filter)
+    monkeypatch.setattr(counts, "count_filter", count_filter)
     return totals
 
 

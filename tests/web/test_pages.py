@@ -15,7 +15,7 @@ from segmenti import auth
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID
 from segmenti.membership import filters
-from segmenti.segments.service import count_filter
+from segmenti.membership.counts import count_filter
 from segmenti.settings import Settings
 from segmenti.web import SESSION_COOKIE, sessions
 from segmenti.web.pages import field_id

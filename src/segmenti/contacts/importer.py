@@ -16,14 +16,16 @@ handful of set-based statements (`_write_batch`): no Python touches a row on the
 
 Each batch is one transaction, so a crash leaves whole batches and nothing of the one in
 flight; re-running the same file is safe (it upserts). Every committed batch leaves
-every segment's `total_contacts` exact, by one of two means chosen per batch:
-  * deltas: each changed contact's before and after state is evaluated against every
-    filter segment in Python, O(changed contacts x filter segments), about 0.6 us per
-    pair; opt-out changes adjust the list segments that hold the contact;
+every segment's `total_contacts` exact: the batch hands each changed contact's before
+and after state to `membership/counts.py`, which writes the counts, by one of two
+means chosen here per batch:
+  * deltas: each change is evaluated against every filter segment in Python,
+    O(changed contacts x filter segments), about 0.6 us per pair;
   * recount: when the batch changes a large share of the user's contacts (the first
     batches of an import into a small account), each filter segment is counted from
     scratch with one SQL COUNT, O(filter segments x contacts), which is then cheaper.
-A user without segments pays nothing for either.
+Either way, opt-out changes adjust the list segments that hold the contact. A user
+without segments pays nothing for either.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,18 +50,15 @@ from segmenti.contacts import staging
 from segmenti.contacts.csv_io import BadRow, Row
 from segmenti.contacts.staging import StagedBatch, StageTables
 from segmenti.db.engine import Database
-from segmenti.db.tables import MAX_ID, contact_parameters, contacts, segment_members, segments
+from segmenti.db.tables import MAX_ID, contact_parameters, contacts
 from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
-from segmenti.segments.service import count_filter
 from segmenti.timeutil import utcnow
 
 log = logging.getLogger("segmenti")
 
 BATCH_SIZE = 100_000
-# Contacts per statement of the count updates.
-CHUNK = 10_000
 # Recount the filter segments instead of evaluating deltas when a batch changes more than
 # this share of the user's contacts: a COUNT visits every contact once per segment at
 # roughly the cost of one Python evaluation, so past one half the COUNT is cheaper.
@@ -268,8 +266,7 @@ def _write_batch(
     # Exclusive: no other writer of this user's contacts or segments runs until the batch
     # commits, so the numbers looked up below are still (not) there at the writes.
     version = counts.lock_tenant(session, user_id=user_id, exclusive=True)
-    predicates = counts.filter_predicates(session, user_id=user_id, version=version)
-    track = bool(predicates) or _has_list_segments(session, user_id=user_id)
+    track = counts.has_segments(session, user_id=user_id, version=version)
     now = utcnow()
     guessed = _insert_all_new(session, stage, user_id=user_id, now=now) if guess_new else None
     ids = guessed or _map_numbers(session, stage, user_id=user_id)
@@ -280,13 +277,14 @@ def _write_batch(
             _delete_replaced_parameters(session, stage, user_id=user_id)
         _insert_new(session, stage, ids, user_id=user_id, now=now)
     _insert_parameters(session, stage, ids, user_id=user_id)
-    if track:
-        _update_counts(
+    if changes:
+        # The share decides how counts are kept (module doc); `counts` writes them.
+        recount = len(changes) > RECOUNT_SHARE * (known + ids.created)
+        counts.contacts_written(
             session,
             user_id=user_id,
-            predicates=predicates,
-            changes=changes,
-            contacts_after=known + ids.created,
+            version=version,
+            written=counts.ContactChanges(changes, recount_filters=recount),
         )
     if ids.mapped and session.get_bind().dialect.name == "sqlite":
         stage.batch_map.drop(session.connection())  # (PostgreSQL drops it at commit)
@@ -390,19 +388,24 @@ def _changes(
     rows, batch_map = stage.rows, stage.batch_map
     indexed = filters.indexed_parameters
     if not ids.mapped:
+        assert ids.first is not None
         result = session.execute(
             select(
+                rows.c.seq,
                 rows.c.country_code,
                 rows.c.continent_code,
                 rows.c.has_opted_out,
                 rows.c.custom_parameters,
             )  # fmt: skip
         )
+        first = ids.first
         return [
             counts.Change(
-                0, None, ContactState(country, continent, bool(opted_out), indexed(custom or {}))
+                first + seq,
+                None,
+                ContactState(country, continent, bool(opted_out), indexed(custom or {})),
             )
-            for country, continent, opted_out, custom in result
+            for seq, country, continent, opted_out, custom in result
         ]
     old = contacts
     result = session.execute(
@@ -431,7 +434,7 @@ def _changes(
                 bool(row.has_opted_out),
                 indexed(custom or {}),
             )
-            changes.append(counts.Change(0, None, after))
+            changes.append(counts.Change(row.id, None, after))
             continue
         old_parameters = indexed(row.old_custom_parameters or {})
         before = ContactState(
@@ -537,94 +540,6 @@ def _insert_parameters(session: Session, stage: StageTables, ids: _Ids, *, user_
             parameters.c.value_number,
         ).select_from(source.join(keys, keys.c.position == parameters.c.position))
         session.execute(insert(contact_parameters).from_select(columns, staged))
-
-
-def _has_list_segments(session: Session, *, user_id: int) -> bool:
-    return (
-        session.execute(
-            select(segments.c.id)
-            .where(segments.c.user_id == user_id, segments.c.type != "filter")
-            .limit(1)
-        ).first()
-        is not None
-    )
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
-
-
-# -- counts ----------------------------------------------------------------------------
-
-
-def _update_counts(
-    session: Session,
-    *,
-    user_id: int,
-    predicates: tuple[tuple[int, filters.Predicate], ...],
-    changes: list[counts.Change],
-    contacts_after: int,
-) -> None:
-    if not changes:
-        return
-    deltas: Counter[int] = Counter()
-    if predicates:
-        if len(changes) > RECOUNT_SHARE * contacts_after:
-            _recount_filters(session, user_id=user_id)
-        else:
-            for change in changes:
-                for segment_id, predicate in predicates:
-                    delta = _counted(change.after, predicate) - _counted(change.before, predicate)
-                    if delta:
-                        deltas[segment_id] += delta
-    _list_deltas(session, user_id=user_id, changes=changes, deltas=deltas)
-    counts.apply_deltas(session, deltas, user_id=user_id)
-
-
-def _counted(state: ContactState | None, predicate: filters.Predicate) -> bool:
-    return state is not None and not state.has_opted_out and predicate(state)
-
-
-def _recount_filters(session: Session, *, user_id: int) -> None:
-    rows = session.execute(
-        select(segments.c.id, segments.c.settings)
-        .where(segments.c.user_id == user_id, segments.c.type == "filter")
-        .order_by(segments.c.id)
-    ).all()
-    for row in rows:
-        total = count_filter(
-            session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
-        )
-        session.execute(
-            update(segments)
-            .where(segments.c.user_id == user_id, segments.c.id == row.id)
-            .values(total_contacts=total)
-        )
-
-
-def _list_deltas(
-    session: Session, *, user_id: int, changes: list[counts.Change], deltas: Counter[int]
-) -> None:
-    """Bulk and custom segments hold existing contacts only; an opt-out change moves
-    their counts by one for every segment that lists the contact."""
-    by_direction: dict[int, list[int]] = {1: [], -1: []}
-    for change in changes:
-        before, after = change.before, change.after
-        if before is not None and after is not None and before.has_opted_out != after.has_opted_out:
-            by_direction[-1 if after.has_opted_out else 1].append(change.contact_id)
-    for direction, contact_ids in by_direction.items():
-        for chunk in _chunks(contact_ids):
-            result = session.execute(
-                select(segment_members.c.segment_id, func.count())
-                .where(
-                    segment_members.c.user_id == user_id,
-                    segment_members.c.contact_id.in_(chunk),
-                )
-                .group_by(segment_members.c.segment_id)
-            )
-            for segment_id, how_many in result:
-                deltas[segment_id] += direction * how_many
 
 
 def _count_contacts(session: Session, *, user_id: int) -> int:

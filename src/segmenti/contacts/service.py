@@ -171,11 +171,11 @@ def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int
     rows = parameter_rows(user_id=user_id, contact_id=contact_id, raw=values["custom_parameters"])
     if rows:
         session.execute(insert(contact_parameters), rows)
-    counts.contacts_changed(
+    counts.contacts_written(
         session,
         user_id=user_id,
         version=version,
-        changes=[counts.Change(contact_id, None, state_of(values))],
+        written=counts.ContactChanges([counts.Change(contact_id, None, state_of(values))]),
     )
     return int(contact_id)
 
@@ -223,11 +223,11 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
         if rows:
             session.execute(insert(contact_parameters), rows)
     after = state_of({**before._mapping, **values})
-    counts.contacts_changed(
+    counts.contacts_written(
         session,
         user_id=user_id,
         version=version,
-        changes=[counts.Change(contact_id, state_of(before), after)],
+        written=counts.ContactChanges([counts.Change(contact_id, state_of(before), after)]),
     )
     return contact_id
 
@@ -235,11 +235,11 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
 def delete_contact(session: Session, *, user_id: int, contact_id: int) -> None:
     version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
     before = _load(session, user_id=user_id, contact_id=contact_id, for_update=True)
-    counts.contacts_changed(
+    counts.contacts_written(
         session,
         user_id=user_id,
         version=version,
-        changes=[counts.Change(contact_id, state_of(before), None)],
+        written=counts.ContactChanges([counts.Change(contact_id, state_of(before), None)]),
     )
     # contact_parameters and segment_members rows go with it (ON DELETE CASCADE).
     session.execute(

@@ -204,8 +204,6 @@ def segments_per_user(session: Session, *, user_id: int | None = None) -> dict[i
 
 def count_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
     """Every segment of the user counted from scratch, in id order; writes nothing."""
-    from segmenti.segments.service import count_members
-
     rows = session.execute(
         select(segments.c.id, segments.c.type, segments.c.settings, segments.c.total_contacts)
         .where(segments.c.user_id == user_id)
@@ -217,17 +215,15 @@ def count_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
             columns = columns or UserColumns(session, user_id=user_id)
             total = columns.count(filters.Filter.from_settings(row.settings))
         else:
-            total = count_members(session, user_id=user_id, segment_id=row.id)
+            total = counts.count_members(session, user_id=user_id, segment_id=row.id)
         yield Recounted(row.id, int(row.total_contacts), total)
 
 
 def store(session: Session, *, user_id: int, recounted: Recounted) -> None:
-    """Writes a recounted total, if it differs from the one stored."""
+    """Hands a recounted total to `counts`, if it differs from the one stored."""
     if recounted.after != recounted.before:
-        session.execute(
-            segments.update()
-            .where(segments.c.user_id == user_id, segments.c.id == recounted.segment_id)
-            .values(total_contacts=recounted.after)
+        counts.totals_recounted(
+            session, user_id=user_id, totals={recounted.segment_id: recounted.after}
         )
 
 

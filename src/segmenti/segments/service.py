@@ -4,16 +4,15 @@
   * custom: a list of the user's contact ids;
   * filter: a live filter (`filters.py`) over the user's contacts.
 Members of bulk and custom segments are stored in `segment_members`; filter members
-are computed. `total_contacts` is maintained exactly (`counts.py`).
+are computed. `total_contacts` is maintained exactly by `membership/counts.py`, which
+stores members and counts from what this module hands it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,25 +21,22 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     String,
-    Subquery,
     and_,
-    cast,
     delete,
     func,
     insert,
-    literal,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from segmenti import errors, metrics, phones
+from segmenti import errors, phones
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
+from segmenti.db import bulk
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
-from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
+from segmenti.db.tables import MAX_ID, contacts, segments
 from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
@@ -270,19 +266,15 @@ def create_segment(
     kind = _resolve_type(data, current=None)
     _require_parameters(kind, data)
     counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
+    settings, definition = _define(session, user_id=user_id, kind=kind, data=data, counted=counted)
     segment_id = session.execute(
         insert(segments)
-        .values(
-            user_id=user_id,
-            name=data.name,
-            type=kind,
-            settings={},
-            total_contacts=0,
-            datetime=utcnow(),
-        )
+        .values(user_id=user_id, name=data.name, type=kind, settings=settings, datetime=utcnow())
         .returning(segments.c.id)
     ).scalar_one()
-    _define(session, user_id=user_id, segment_id=segment_id, kind=kind, data=data, counted=counted)
+    counts.segment_defined(
+        session, user_id=user_id, segment_id=segment_id, definition=definition, replaces=False
+    )
     counts.segments_changed(session, user_id=user_id)
     return int(segment_id)
 
@@ -305,17 +297,18 @@ def update_segment(
     if kind != current.type:
         values["type"] = kind
         _require_parameters(kind, data)
-    session.execute(update(segments).where(_owned(user_id, segment_id)).values(**values))
     redefine = kind != current.type or kind in data.given_types()
     if redefine:
-        session.execute(
-            delete(segment_members).where(
-                segment_members.c.user_id == user_id, segment_members.c.segment_id == segment_id
-            )
+        values["settings"], definition = _define(
+            session, user_id=user_id, kind=kind, data=data, counted=counted
         )
-        _define(
-            session, user_id=user_id, segment_id=segment_id, kind=kind, data=data, counted=counted
+        # Before the new type and settings are written: the old members are read from
+        # them when someone watches the segment.
+        counts.segment_defined(
+            session, user_id=user_id, segment_id=segment_id, definition=definition, replaces=True
         )
+    session.execute(update(segments).where(_owned(user_id, segment_id)).values(**values))
+    if redefine:
         counts.segments_changed(session, user_id=user_id)
     return segment_id
 
@@ -339,16 +332,11 @@ def _require_parameters(kind: str, data: SegmentInput) -> None:
 
 
 def _define(
-    session: Session,
-    *,
-    user_id: int,
-    segment_id: int,
-    kind: str,
-    data: SegmentInput,
-    counted: Precounted | None,
-) -> None:
-    """Stores the segment's settings and members, and counts it from scratch (or takes
-    the count `counted` made before the transaction, if it still holds)."""
+    session: Session, *, user_id: int, kind: str, data: SegmentInput, counted: Precounted | None
+) -> tuple[dict[str, Any], counts.ListMembers | counts.FilterCount]:
+    """The segment's settings, and what defines its membership for `counts` to store:
+    a list segment's members (a bulk segment's new numbers become contacts here), or a
+    filter with the count `counted` made before the transaction, if it still holds."""
     if kind == "bulk":
         assert data.bulk is not None
         members = _contacts_for_numbers(session, user_id=user_id, numbers=data.bulk.numbers)
@@ -356,31 +344,17 @@ def _define(
             "phone_numbers": [info.e164 for info in data.bulk.numbers],
             "contacts_ids": [contact_id for contact_id, _ in members],
         }
-        total = _store_members(session, user_id=user_id, segment_id=segment_id, members=members)
-    elif kind == "custom":
+        return settings, counts.ListMembers(members)
+    if kind == "custom":
         assert data.contacts_ids is not None
         members = _owned_contacts(session, user_id=user_id, contact_ids=data.contacts_ids)
-        settings = {"contacts_ids": list(data.contacts_ids)}
-        total = _store_members(session, user_id=user_id, segment_id=segment_id, members=members)
-    else:
-        spec = data.filter or filters.Filter()
-        settings = spec.as_settings()
-        if counted is not None and counted.spec == spec:
-            counted.snapshot.check(session, user_id=user_id)  # or StaleCount
-            total = counted.total
-        else:
-            total = count_filter(session, user_id=user_id, spec=spec)
-    session.execute(
-        update(segments)
-        .where(_owned(user_id, segment_id))
-        .values(settings=settings, total_contacts=total)
-    )
-
-
-@metrics.segment_evaluation("count_filter")
-def count_filter(session: Session, *, user_id: int, spec: filters.Filter) -> int:
-    """Members of a filter that have not opted out, counted from scratch."""
-    return int(session.execute(filters.count_sql(spec, user_id=user_id)).scalar_one())
+        return {"contacts_ids": list(data.contacts_ids)}, counts.ListMembers(members)
+    spec = data.filter or filters.Filter()
+    total = None
+    if counted is not None and counted.spec == spec:
+        counted.snapshot.check(session, user_id=user_id)  # or StaleCount
+        total = counted.total
+    return spec.as_settings(), counts.FilterCount(spec, total)
 
 
 # -- counting before the write lock ------------------------------------------------------
@@ -420,7 +394,7 @@ def precount(db: Database, *, user_id: int, spec: filters.Filter) -> Precounted:
     with db.read() as session:
         snapshot = counts.snapshot(session, user_id=user_id)
         start = time.perf_counter()
-        total = count_filter(session, user_id=user_id, spec=spec)
+        total = counts.count_filter(session, user_id=user_id, spec=spec)
         seconds = time.perf_counter() - start
     return Precounted(spec, total, snapshot, seconds)
 
@@ -464,56 +438,13 @@ def counting_first(
     )
 
 
-def count_members(session: Session, *, user_id: int, segment_id: int) -> int:
-    """Members of a bulk or custom segment that still exist and have not opted out,
-    counted from scratch."""
-    query = (
-        select(func.count())
-        .select_from(segment_members.join(contacts, contacts.c.id == segment_members.c.contact_id))
-        .where(
-            segment_members.c.segment_id == segment_id,
-            segment_members.c.user_id == user_id,
-            contacts.c.has_opted_out.is_(False),
-        )
-    )
-    return int(session.execute(query).scalar_one())
-
-
-def _listed(session: Session, values: Sequence[Any], *, type_: Any) -> Subquery:
-    """The values as rows of one column, `value`, bound as one JSON parameter.
-
-    One statement then looks up or inserts 100,000 numbers or ids, where IN lists of
-    bound parameters need a statement per few hundred (every backend caps them) and
-    cost more to bind than the database spends answering."""
-    payload = literal(json.dumps(list(values)), String)
-    if session.get_bind().dialect.name == "postgresql":
-        rows = func.jsonb_array_elements_text(cast(payload, JSONB)).table_valued("value")
-        return select(cast(rows.c.value, type_).label("value")).subquery()
-    rows = func.json_each(payload).table_valued("value")
-    return select(rows.c.value.label("value")).subquery()
-
-
-def _store_members(
-    session: Session, *, user_id: int, segment_id: int, members: list[tuple[int, bool]]
-) -> int:
-    if members:
-        listed = _listed(session, [contact_id for contact_id, _ in members], type_=Integer)
-        session.execute(
-            insert(segment_members).from_select(
-                ["segment_id", "contact_id", "user_id"],
-                select(literal(segment_id, Integer), listed.c.value, literal(user_id, Integer)),
-            )
-        )
-    return sum(1 for _, opted_out in members if not opted_out)
-
-
 def _owned_contacts(
     session: Session, *, user_id: int, contact_ids: Sequence[int]
 ) -> list[tuple[int, bool]]:
     """(id, has_opted_out) of the given ids, in their order; 400 if any is not the user's."""
     # Larger ids cannot be bound on every backend, and no contact has one.
     storable = [contact_id for contact_id in contact_ids if contact_id <= MAX_ID]
-    listed = _listed(session, storable, type_=Integer)
+    listed = bulk.listed(session, storable, type_=Integer)
     rows = session.execute(
         select(contacts.c.id, contacts.c.has_opted_out).where(
             contacts.c.user_id == user_id, contacts.c.id.in_(select(listed.c.value))
@@ -546,7 +477,7 @@ def _contacts_for_numbers(
         if len(created) != len(missing):
             created = _lookup_numbers(session, user_id=user_id, e164s=[i.e164 for i in missing])
         found.update(created)
-        _count_new_contacts(session, user_id=user_id, version=version, created=missing)
+        _count_new_contacts(session, user_id=user_id, version=version, new=missing, found=found)
     return [found[e164] for e164 in e164s]
 
 
@@ -631,7 +562,7 @@ def _insert_ignoring_duplicates(session: Session) -> Any:
 def _lookup_numbers(
     session: Session, *, user_id: int, e164s: Sequence[str]
 ) -> dict[str, tuple[int, bool]]:
-    listed = _listed(session, e164s, type_=String)
+    listed = bulk.listed(session, e164s, type_=String)
     rows = session.execute(
         select(contacts.c.phone_number, contacts.c.id, contacts.c.has_opted_out).where(
             contacts.c.user_id == user_id, contacts.c.phone_number.in_(select(listed.c.value))
@@ -641,18 +572,30 @@ def _lookup_numbers(
 
 
 def _count_new_contacts(
-    session: Session, *, user_id: int, version: str, created: Sequence[phones.PhoneInfo]
+    session: Session,
+    *,
+    user_id: int,
+    version: str,
+    new: Sequence[phones.PhoneInfo],
+    found: dict[str, tuple[int, bool]],
 ) -> None:
-    """Adds contacts created by a bulk segment to the filter segments they match.
+    """Hands the contacts a bulk segment created to `counts`, for the filter segments
+    they match.
 
-    They all have no parameters, so they differ only by country and continent:
-    evaluating one representative per (country, continent) is enough."""
-    by_place = Counter((info.country_code, info.continent_code) for info in created)
+    They all have no parameters, so they differ only by country and continent: they
+    go as one group per (country, continent), each evaluated once."""
+    by_place: dict[tuple[str | None, str | None], list[int]] = {}
+    for info in new:
+        by_place.setdefault((info.country_code, info.continent_code), []).append(
+            found[info.e164][0]
+        )
     changes = [
-        counts.Change(0, None, ContactState(country, continent, False, {}), weight=how_many)
-        for (country, continent), how_many in by_place.items()
+        counts.Created(contact_ids, ContactState(country, continent, False, {}))
+        for (country, continent), contact_ids in by_place.items()
     ]
-    counts.contacts_changed(session, user_id=user_id, version=version, changes=changes)
+    counts.contacts_written(
+        session, user_id=user_id, version=version, written=counts.ContactChanges(changes)
+    )
 
 
 # -- previewing -----------------------------------------------------------------------
@@ -678,7 +621,7 @@ def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> di
             filters.to_sql(data.filter or filters.Filter(), user_id=user_id),
             contacts.c.has_opted_out.is_(False),
         )
-        total = count_filter(session, user_id=user_id, spec=data.filter or filters.Filter())
+        total = counts.count_filter(session, user_id=user_id, spec=data.filter or filters.Filter())
         first = session.execute(
             select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_CONTACTS)
         ).all()
