@@ -275,3 +275,88 @@ def test_no_module_but_the_registry_names_a_condition(module: str) -> None:
         if isinstance(node, ast.Constant) and node.value in conditions.REGISTRY
     }
     assert named == set()
+
+
+def test_build_reads_conditions_loosely_and_codes_as_picked() -> None:
+    spec = filters.build(
+        [("plan", " EXACT ", "pro"), ("age", "", "3"), ("age", "Bigger_Than", "2")],
+        countries=["it", "", "IT", "us"],
+        continents=[""],
+        max_conditions=3,
+    )
+    assert spec == filters.Filter(
+        conditions=(
+            filters.Condition("plan", "exact", "pro"),
+            filters.Condition("age", "exact", "3"),
+            filters.Condition("age", "bigger_than", "2"),
+        ),
+        countries=("IT", "US"),
+        continents=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "codes", "part", "position", "detail"),
+    [
+        (
+            [("k", "exact", "v")] * 3,
+            {},
+            "conditions",
+            None,
+            "a filter takes at most 2 conditions, got 3",
+        ),
+        (
+            [("k", "exact", "v"), ("", "exact", "v")],
+            {},
+            "key",
+            1,
+            "key[1] must be 1 to 64 characters",
+        ),
+        ([("k\x00", "exact", "v")], {}, "key", 0, "key[0] must not contain NUL characters"),
+        ([("k", "exact", "v\x00")], {}, "value", 0, "value[0] must not contain NUL characters"),
+        (
+            [("k", "like", "v")],
+            {},
+            "condition",
+            0,
+            "condition[0]: unknown condition 'like'; allowed: " + ", ".join(conditions.NAMES),
+        ),
+        ([("k", "exact", "v" * 513)], {}, "value", 0, "value[0] must be at most 512 characters"),
+        (
+            [("k", "lower_than", "1e2")],
+            {},
+            "value",
+            0,
+            "value[0] must be a number for lower_than, got '1e2'",
+        ),
+        (
+            [],
+            {"countries": ["XX"]},
+            "countries",
+            None,
+            "countries: unknown ISO 3166-1 alpha-2 country 'XX'",
+        ),
+        (
+            [],
+            {"continents": ["ZZ"]},
+            "continents",
+            None,
+            "continents: unknown continent (AF, AN, AS, EU, NA, OC, SA) 'ZZ'",
+        ),
+    ],
+)
+def test_build_says_what_is_wrong_without_naming_a_request_parameter(
+    given: list[tuple[str, str, str]],
+    codes: dict[str, list[str]],
+    part: str,
+    position: int | None,
+    detail: str,
+) -> None:
+    with pytest.raises(filters.InvalidFilter) as raised:
+        filters.build(given, max_conditions=2, **codes)
+    error = raised.value
+    assert (error.part, error.position, error.detail) == (part, position, detail)
+    assert error.parameter == (part if position is None else f"{part}[{position}]")
+    # Worded again with the name an input layer gives the parameter (segments/forms.py).
+    renamed = detail if part == "conditions" else detail.replace(error.parameter, "field[7]", 1)
+    assert error.detail_for("field[7]") == renamed

@@ -13,12 +13,16 @@ continents. It compiles to
 Each compilation walks the conditions' registry; none names a condition. All read the
 same derived form of a parameter: its value case-folded (`fold`) and, when it is a
 number, that number (`parse_number`). Tests check they agree.
+
+`build` makes a `Filter` from what a person typed and checks the domain's rules
+(`InvalidFilter`); the parameter names of a request are the API input layer's
+(`segments/forms.py`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +30,11 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 
 from segmenti import errors, phones
 from segmenti.db.tables import contact_parameters, contacts
-from segmenti.forms import Params
 from segmenti.membership import conditions
 from segmenti.membership.conditions import ConditionKind, Operand
 
-KEY_FIELD = "filters_custom_parameter_key"
-CONDITION_FIELD = "filters_custom_parameter_condition"
-VALUE_FIELD = "filters_custom_parameter_value"
-COUNTRIES_FIELD = "filters_countries"
-CONTINENTS_FIELD = "filters_continents"
-FILTER_FIELDS = (KEY_FIELD, CONDITION_FIELD, VALUE_FIELD, COUNTRIES_FIELD, CONTINENTS_FIELD)
+MAX_KEY_LENGTH = 64
+MAX_VALUE_LENGTH = 512
 
 # An optional sign, digits with an optional decimal part, or a bare decimal part.
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)", re.ASCII)
@@ -108,78 +107,94 @@ class Filter:
         )
 
 
-def given(params: Params) -> bool:
-    """True when the request carries any filter parameter."""
-    return any(params.has(name) for name in FILTER_FIELDS)
+class InvalidFilter(errors.Invalid):
+    """A filter that breaks one of the domain's rules, said without naming a request
+    parameter. `part` is what is wrong: "conditions" (too many), "key", "condition" or
+    "value" of the condition at `position` (0-based, in the order given), "countries"
+    or "continents". Each input layer names the parameter its own way: `detail_for`
+    words the error with that name (`segments/forms.py` gives the API's field names,
+    which the API's answers have always used)."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        part: str,
+        position: int | None = None,
+        names_parameter: bool = True,
+    ) -> None:
+        self.part = part
+        self.position = position
+        # Follows the parameter's name ("must be ...", ": unknown ..."), or, when the
+        # error names none, is the whole detail.
+        self.problem = problem
+        self.names_parameter = names_parameter
+        name = part if position is None else f"{part}[{position}]"
+        super().__init__(self.detail_for(name), parameter=name)
+
+    def detail_for(self, parameter: str) -> str:
+        """The error's detail, naming the offending parameter `parameter`."""
+        return parameter + self.problem if self.names_parameter else self.problem
 
 
-def parse(params: Params, *, max_conditions: int) -> Filter:
-    """Validates the filter parameters of a request; raises `errors.Invalid`."""
-    keys = params.indexed(KEY_FIELD)
-    conditions = params.indexed(CONDITION_FIELD)
-    values = params.indexed(VALUE_FIELD)
-    for field_name, entries in ((CONDITION_FIELD, conditions), (VALUE_FIELD, values)):
-        for index in entries:
-            if index not in keys:
-                raise errors.Invalid(
-                    f"{field_name}[{index}] has no {KEY_FIELD}[{index}]",
-                    parameter=f"{field_name}[{index}]",
-                )
-    if len(keys) > max_conditions:
-        raise errors.Invalid(
-            f"a filter takes at most {max_conditions} conditions, got {len(keys)}",
-            parameter=KEY_FIELD,
+def build(
+    given: Sequence[tuple[str, str, str]],
+    *,
+    countries: Sequence[str] | None = None,
+    continents: Sequence[str] | None = None,
+    max_conditions: int,
+) -> Filter:
+    """A validated filter from (key, condition, value) triples as typed and country and
+    continent codes as picked (None: not restricted). A condition name is read case-
+    insensitively and defaults to exact; codes are upper-cased and de-duplicated, empty
+    ones skipped. Raises `InvalidFilter`, checking in this order: the number of
+    conditions, each condition in turn, countries, continents."""
+    if len(given) > max_conditions:
+        raise InvalidFilter(
+            f"a filter takes at most {max_conditions} conditions, got {len(given)}",
+            part="conditions",
+            names_parameter=False,
         )
-    parsed = [
-        _condition(index, key, conditions.get(index, ""), values.get(index, ""))
-        for index, key in keys.items()
-    ]
     return Filter(
-        conditions=tuple(parsed),
-        countries=_codes(params, COUNTRIES_FIELD, phones.is_country, "ISO 3166-1 alpha-2 country"),
+        conditions=tuple(
+            _condition(position, key, condition, value)
+            for position, (key, condition, value) in enumerate(given)
+        ),
+        countries=_codes(countries, "countries", phones.is_country, "ISO 3166-1 alpha-2 country"),
         continents=_codes(
-            params,
-            CONTINENTS_FIELD,
+            continents,
+            "continents",
             phones.CONTINENTS.__contains__,
             "continent (AF, AN, AS, EU, NA, OC, SA)",
         ),
     )
 
 
-def _condition(index: int, key: str, condition: str, value: str) -> Condition:
-    where = f"[{index}]"
+def _condition(position: int, key: str, condition: str, value: str) -> Condition:
+    def invalid(part: str, problem: str) -> InvalidFilter:
+        return InvalidFilter(problem, part=part, position=position)
+
     if "\x00" in key or "\x00" in value:
-        field_name = KEY_FIELD if "\x00" in key else VALUE_FIELD
-        raise errors.Invalid(
-            f"{field_name}{where} must not contain NUL characters", parameter=field_name + where
-        )
-    if not 1 <= len(key) <= 64:
-        raise errors.Invalid(
-            f"{KEY_FIELD}{where} must be 1 to 64 characters", parameter=KEY_FIELD + where
-        )
+        raise invalid("key" if "\x00" in key else "value", " must not contain NUL characters")
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise invalid("key", f" must be 1 to {MAX_KEY_LENGTH} characters")
     condition = condition.strip().lower() or conditions.DEFAULT
-    if condition not in conditions.REGISTRY:
-        raise errors.Invalid(
-            f"{CONDITION_FIELD}{where}: unknown condition {condition[:40]!r}; "
-            f"allowed: {', '.join(conditions.NAMES)}",
-            parameter=CONDITION_FIELD + where,
+    kind = conditions.REGISTRY.get(condition)
+    if kind is None:
+        raise invalid(
+            "condition",
+            f": unknown condition {condition[:40]!r}; allowed: {', '.join(conditions.NAMES)}",
         )
-    if len(value) > 512:
-        raise errors.Invalid(
-            f"{VALUE_FIELD}{where} must be at most 512 characters", parameter=VALUE_FIELD + where
-        )
-    if conditions.named(condition).numeric and parse_number(value) is None:
-        raise errors.Invalid(
-            f"{VALUE_FIELD}{where} must be a number for {condition}, got {value[:40]!r}",
-            parameter=VALUE_FIELD + where,
-        )
+    if len(value) > MAX_VALUE_LENGTH:
+        raise invalid("value", f" must be at most {MAX_VALUE_LENGTH} characters")
+    if kind.numeric and parse_number(value) is None:
+        raise invalid("value", f" must be a number for {condition}, got {value[:40]!r}")
     return Condition(key, condition, value)
 
 
 def _codes(
-    params: Params, name: str, known: Callable[[str], bool], what: str
+    raw: Sequence[str] | None, part: str, known: Callable[[str], bool], what: str
 ) -> tuple[str, ...] | None:
-    raw = params.many(name)
     if raw is None:
         return None
     codes: list[str] = []
@@ -188,7 +203,7 @@ def _codes(
         if not code:
             continue  # an empty form field, as an HTML form sends for "none selected"
         if not known(code):
-            raise errors.Invalid(f"{name}: unknown {what} {item[:20]!r}", parameter=name)
+            raise InvalidFilter(f": unknown {what} {item[:20]!r}", part=part)
         if code not in codes:
             codes.append(code)
     # An empty list restricts nothing, like an absent one (a form with nothing picked).

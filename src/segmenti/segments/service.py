@@ -71,7 +71,9 @@ class SegmentInput:
     bulk: BulkNumbers | None = None
     contacts_ids: tuple[int, ...] | None = None
     filter: filters.Filter | None = None
-    filter_parameter: str = filters.KEY_FIELD  # the first filter parameter given, for errors
+    # The first filter parameter given, for errors: the API's name (segments/forms.py
+    # sets it; the default is the API's key field, for callers that are not the API).
+    filter_parameter: str = "filters_custom_parameter_key"
 
     def given_types(self) -> list[str]:
         given = []

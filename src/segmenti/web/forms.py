@@ -13,8 +13,15 @@ from typing import Any
 
 from segmenti.forms import Params
 from segmenti.membership import filters
+from segmenti.segments.forms import (
+    CONDITION_FIELD,
+    CONTINENTS_FIELD,
+    COUNTRIES_FIELD,
+    KEY_FIELD,
+    VALUE_FIELD,
+)
 
-_KEY, _CONDITION, _VALUE = filters.KEY_FIELD, filters.CONDITION_FIELD, filters.VALUE_FIELD
+_KEY, _CONDITION, _VALUE = KEY_FIELD, CONDITION_FIELD, VALUE_FIELD
 _PARAMETER_KEY, _PARAMETER_VALUE = "custom_parameter_key", "custom_parameter_value"
 
 
@@ -103,8 +110,8 @@ class SegmentForm:
                 )
                 for i in indexes
             ],
-            countries=[c for c in params.many(filters.COUNTRIES_FIELD) or () if c],
-            continents=[c for c in params.many(filters.CONTINENTS_FIELD) or () if c],
+            countries=[c for c in params.many(COUNTRIES_FIELD) or () if c],
+            continents=[c for c in params.many(CONTINENTS_FIELD) or () if c],
             action=_form_action(pairs),
         )
 
@@ -123,7 +130,7 @@ class SegmentForm:
         # The empty country is what an HTML form sends for "none picked": it makes the
         # filter "given", so saving a filter with every condition removed replaces the
         # old definition instead of keeping it.
-        pairs = [(f"{filters.COUNTRIES_FIELD}[]", "")]
+        pairs = [(f"{COUNTRIES_FIELD}[]", "")]
         for row in self.conditions:
             if not row.blank:
                 pairs += [
@@ -131,8 +138,8 @@ class SegmentForm:
                     (f"{_CONDITION}[{row.index}]", row.condition),
                     (f"{_VALUE}[{row.index}]", row.value),
                 ]
-        pairs += [(f"{filters.COUNTRIES_FIELD}[]", code) for code in self.countries]
-        pairs += [(f"{filters.CONTINENTS_FIELD}[]", code) for code in self.continents]
+        pairs += [(f"{COUNTRIES_FIELD}[]", code) for code in self.countries]
+        pairs += [(f"{CONTINENTS_FIELD}[]", code) for code in self.continents]
         return pairs
 
     def to_pairs(self) -> list[tuple[str, str]]:
