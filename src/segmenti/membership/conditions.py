@@ -14,7 +14,8 @@ A condition is everything the code needs to know about it, in one place:
   * its wording: the `label` people read ("does not contain") and the `phrase` an
     explanation of membership names it with.
 Each family (`exact`, `contains`, ...) is written once; its `not_*` twin is derived.
-Adding a condition is one `_register(...)` call here; `filters.py` (SQL, counts,
+Adding a condition is one registration here (`_register`, or `_register_substring` and
+`_register_comparison` for those families); `filters.py` (SQL, counts,
 Python), `segments/recount.py` and `segments/members.py` walk the registry, and
 `tests/unit/test_filters.py` checks that every registered condition has all of the
 above and that its SQL and Python agree on both backends.
