@@ -19,7 +19,7 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from sqlalchemy import Engine, insert, text
 
 from segmenti.db.tables import contact_parameters, contacts
-from segmenti.membership import filters
+from segmenti.membership import conditions, filters
 from segmenti.membership.filters import fold, parse_number
 from segmenti.phones import InvalidPhone, PhoneInfo, normalize_phone
 
@@ -207,8 +207,8 @@ CONDITION_VALUES: dict[str, list[str]] = {
 
 
 def random_condition(rng: random.Random) -> filters.Condition:
-    condition = rng.choice(filters.CONDITIONS)
-    if condition in filters.NUMERIC:
+    condition = rng.choice(conditions.NAMES)
+    if conditions.named(condition).numeric:
         key = rng.choice(["age", "age", "signup_date"])
         value = str(rng.randint(18, 70)) if key == "age" else "2025"
         return filters.Condition(key, condition, value)

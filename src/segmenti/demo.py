@@ -28,7 +28,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from segmenti import phones
-from segmenti.membership.filters import CONDITIONS
+from segmenti.membership.conditions import NAMES
 
 
 @dataclass(frozen=True)
@@ -204,12 +204,12 @@ def segments(count: int, *, seed: int = 1, numbers: Sequence[str] = ()) -> Itera
         for position, key in enumerate(keys):
             # The first condition walks the condition types in turn, so every type appears.
             if position == 0:
-                condition = CONDITIONS[cycle % len(CONDITIONS)]
+                condition = NAMES[cycle % len(NAMES)]
                 cycle += 1
             elif key == "age":
                 condition = rng.choice(("bigger_than", "lower_than", "not_exact"))
             else:
-                condition = rng.choice(CONDITIONS[:8])
+                condition = rng.choice(NAMES[:8])
             if condition in ("bigger_than", "lower_than"):
                 key = "age"
             value = rng.choice(_NUMBER_VALUES["age"] if key == "age" else _TEXT_VALUES[key])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segmenti.membership.filters import CONDITIONS
+from segmenti.membership import conditions
 from segmenti.paging import MAX_PAGE, RESULTS_PER_PAGE
 
 _STRING = {"type": "string"}
@@ -56,7 +56,7 @@ FILTER_PATTERN_FIELDS: dict[str, Any] = {
     },
     rf"^filters_custom_parameter_condition\[{_INDEX}\]$": {
         "type": "string",
-        "enum": list(CONDITIONS),
+        "enum": list(conditions.NAMES),
         "description": "filter: condition with this index (default exact).",
     },
     rf"^filters_custom_parameter_value\[{_INDEX}\]$": {
@@ -84,7 +84,7 @@ SEGMENT_JSON_FIELDS: dict[str, Any] = {
     },
     "filters_custom_parameter_condition": {
         "type": "array",
-        "items": {"type": "string", "enum": list(CONDITIONS)},
+        "items": {"type": "string", "enum": list(conditions.NAMES)},
     },
     "filters_custom_parameter_value": _STRINGS,
 }

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from segmenti.db.tables import contacts
-from segmenti.membership import filters
+from segmenti.membership import conditions, filters
 from segmenti.membership.counts import count_filter
 from tests.conftest import User
 
@@ -116,11 +116,9 @@ def test_a_contact_without_the_key_matches_every_not_condition_and_no_positive_o
     alice: User,
 ) -> None:
     alice.make_contact("+393331234501")
-    for condition in filters.POSITIVE:
-        value = "1" if condition in filters.NUMERIC else "x"
-        assert filter_total(alice, "missing", condition, value) == 0, condition
-    for condition in filters.NEGATED:
-        assert filter_total(alice, "missing", condition, "x") == 1, condition
+    for name, kind in conditions.REGISTRY.items():
+        value = "1" if kind.numeric else "x"
+        assert filter_total(alice, "missing", name, value) == int(kind.negated), name
 
 
 def test_conditions_countries_and_continents_all_hold(alice: User) -> None:
@@ -209,11 +207,11 @@ def test_maintained_counts_equal_counts_from_scratch(alice: User, db: Any) -> No
     """Many writes of every kind, then every segment's count against a fresh COUNT."""
     plans = ["pro", "free", "Pro plus", "50%"]
     segment_ids = []
-    for condition in filters.CONDITIONS:
-        value = "3" if condition in filters.NUMERIC else "pro"
+    for condition, kind in conditions.REGISTRY.items():
+        value = "3" if kind.numeric else "pro"
         segment_ids.append(
             alice.make_segment(
-                filters_custom_parameter_key=["plan" if condition not in filters.NUMERIC else "n"],
+                filters_custom_parameter_key=["n" if kind.numeric else "plan"],
                 filters_custom_parameter_condition=[condition],
                 filters_custom_parameter_value=[value],
             )

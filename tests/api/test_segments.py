@@ -446,6 +446,48 @@ def test_bad_filters_are_400_naming_the_parameter(
     assert alice.get("/api/segments").json()["meta"]["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("fields", "parameter", "detail"),
+    [
+        (
+            {
+                "filters_custom_parameter_key[2]": "plan",
+                "filters_custom_parameter_key[7]": "age",
+                "filters_custom_parameter_condition[7]": "Lower_Than",
+                "filters_custom_parameter_value[7]": "old",
+            },
+            "filters_custom_parameter_value[7]",
+            "filters_custom_parameter_value[7] must be a number for lower_than, got 'old'",
+        ),
+        (
+            {"filters_custom_parameter_key[]": ["plan", "a\x00b"]},
+            "filters_custom_parameter_key[1]",
+            "filters_custom_parameter_key[1] must not contain NUL characters",
+        ),
+        (
+            {"filters_custom_parameter_key[4]": "a", "filters_custom_parameter_condition[4]": "is"},
+            "filters_custom_parameter_condition[4]",
+            "filters_custom_parameter_condition[4]: unknown condition 'is'; allowed: exact, "
+            "not_exact, contains, not_contains, starts_with, not_starts_with, ends_with, "
+            "not_ends_with, bigger_than, lower_than",
+        ),
+        (
+            {"filters_countries[]": ["it", "Italia"]},
+            "filters_countries",
+            "filters_countries: unknown ISO 3166-1 alpha-2 country 'Italia'",
+        ),
+    ],
+)
+def test_a_bad_filter_is_worded_with_the_field_and_index_the_request_used(
+    alice: User, fields: dict[str, Any], parameter: str, detail: str
+) -> None:
+    """The domain says what is wrong; the API names the field as it was sent."""
+    response = alice.post("/api/segments", data={"name": "x", **fields})
+    assert response.status_code == 400, response.text
+    error = response.json()["errors"][0]
+    assert (error["source"]["parameter"], error["detail"]) == (parameter, detail)
+
+
 def test_more_than_50_conditions_is_400(alice: User) -> None:
     data = {"name": "x"}
     for i in range(51):

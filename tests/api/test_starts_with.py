@@ -1,11 +1,11 @@
-"""starts_with is answered as an index range (filters.prefix_upper_bound): it must
+"""starts_with is answered as an index range (conditions.prefix_upper_bound): it must
 still mean "starts with" at the edges of the code point order, on both backends."""
 
 from __future__ import annotations
 
 import pytest
 
-from segmenti.membership.filters import prefix_upper_bound
+from segmenti.membership.conditions import prefix_upper_bound
 from tests.conftest import User
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 from segmenti import demo, phones
 from segmenti.forms import Params
-from segmenti.membership.filters import CONDITIONS
+from segmenti.membership.conditions import NAMES
 from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
 
@@ -51,4 +51,4 @@ def test_segments_mix_types_cover_every_condition_and_are_valid_api_input() -> N
             assert data.filter is not None
             assert 1 <= len(data.filter.conditions) <= 5
             used.update(condition.condition for condition in data.filter.conditions)
-    assert used == set(CONDITIONS)
+    assert used == set(NAMES)

@@ -1,6 +1,8 @@
-"""Filter segments: their definition, their validation, and their two compilations.
+"""Filter segments: their definition, their validation, and their compilations.
 
-A filter is data (`Filter`), stored as the segment's JSON settings. It compiles to
+A filter is data (`Filter`), stored as the segment's JSON settings: conditions on
+custom parameters (each naming a registered condition, `conditions.py`), countries and
+continents. It compiles to
   * a bound SQLAlchemy expression over `contacts` (`to_sql`), for member lists; every
     value is a bound parameter and every key is compared as a value, never spliced
     into SQL or a JSON path;
@@ -8,8 +10,13 @@ A filter is data (`Filter`), stored as the segment's JSON settings. It compiles 
     (docs/counts.md);
   * a Python predicate (`to_python`), evaluated against one contact when it is written,
     to keep the maintained `total_contacts` of every filter segment exact.
-Both read the same derived form of a parameter: its value case-folded (`fold`) and,
-when it is a number, that number (`parse_number`). Tests check the two agree.
+Each compilation walks the conditions' registry; none names a condition. All read the
+same derived form of a parameter: its value case-folded (`fold`) and, when it is a
+number, that number (`parse_number`). Tests check they agree.
+
+`build` makes a `Filter` from what a person typed and checks the domain's rules
+(`InvalidFilter`); the parameter names of a request are the API input layer's
+(`segments/forms.py`).
 """
 
 from __future__ import annotations
@@ -19,36 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, Text, and_, exists, func, select, true
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 
 from segmenti import errors, phones
 from segmenti.db.tables import contact_parameters, contacts
-from segmenti.forms import Params
+from segmenti.membership import conditions
+from segmenti.membership.conditions import ConditionKind, Operand
 
-POSITIVE = ("exact", "contains", "starts_with", "ends_with", "bigger_than", "lower_than")
-NEGATED = ("not_exact", "not_contains", "not_starts_with", "not_ends_with")
-CONDITIONS = (
-    "exact",
-    "not_exact",
-    "contains",
-    "not_contains",
-    "starts_with",
-    "not_starts_with",
-    "ends_with",
-    "not_ends_with",
-    "bigger_than",
-    "lower_than",
-)
-NUMERIC = frozenset({"bigger_than", "lower_than"})
-
-KEY_FIELD = "filters_custom_parameter_key"
-CONDITION_FIELD = "filters_custom_parameter_condition"
-VALUE_FIELD = "filters_custom_parameter_value"
-COUNTRIES_FIELD = "filters_countries"
-CONTINENTS_FIELD = "filters_continents"
-FILTER_FIELDS = (KEY_FIELD, CONDITION_FIELD, VALUE_FIELD, COUNTRIES_FIELD, CONTINENTS_FIELD)
+MAX_KEY_LENGTH = 64
+MAX_VALUE_LENGTH = 512
 
 # An optional sign, digits with an optional decimal part, or a bare decimal part.
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d+)?|\.\d+)", re.ASCII)
@@ -69,12 +55,24 @@ def parse_number(text: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """One condition of a filter: `key`'s value satisfies the registered condition
+    named `condition` (`conditions.REGISTRY`) with `value`."""
+
     key: str
     condition: str
     value: str
 
     def as_settings(self) -> dict[str, str]:
         return {"key": self.key, "condition": self.condition, "value": self.value}
+
+    @property
+    def kind(self) -> ConditionKind:
+        return conditions.named(self.condition)
+
+    @property
+    def operand(self) -> Operand:
+        """The value, derived like a stored parameter's value."""
+        return Operand(fold(self.value), parse_number(self.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,95 +107,93 @@ class Filter:
         )
 
 
-def given(params: Params) -> bool:
-    """True when the request carries any filter parameter."""
-    return any(params.has(name) for name in FILTER_FIELDS)
+class InvalidFilter(errors.Invalid):
+    """A filter that breaks one of the domain's rules, said without naming a request
+    parameter. `part` is what is wrong: "conditions" (too many), "key", "condition" or
+    "value" of the condition at `position` (0-based, in the order given), "countries"
+    or "continents". Each input layer names the parameter its own way: `detail_for`
+    words the error with that name (`segments/forms.py` gives the API's field names,
+    which the API's answers have always used)."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        part: str,
+        position: int | None = None,
+        names_parameter: bool = True,
+    ) -> None:
+        self.part = part
+        self.position = position
+        # Follows the parameter's name ("must be ...", ": unknown ..."), or, when the
+        # error names none, is the whole detail.
+        self.problem = problem
+        self.names_parameter = names_parameter
+        name = part if position is None else f"{part}[{position}]"
+        super().__init__(self.detail_for(name), parameter=name)
+
+    def detail_for(self, parameter: str) -> str:
+        """The error's detail, naming the offending parameter `parameter`."""
+        return parameter + self.problem if self.names_parameter else self.problem
 
 
-def parse(params: Params, *, max_conditions: int) -> Filter:
-    """Validates the filter parameters of a request; raises `errors.Invalid`."""
-    keys = params.indexed(KEY_FIELD)
-    conditions = params.indexed(CONDITION_FIELD)
-    values = params.indexed(VALUE_FIELD)
-    for field_name, entries in ((CONDITION_FIELD, conditions), (VALUE_FIELD, values)):
-        for index in entries:
-            if index not in keys:
-                raise errors.Invalid(
-                    f"{field_name}[{index}] has no {KEY_FIELD}[{index}]",
-                    parameter=f"{field_name}[{index}]",
-                )
-    return from_rows(
-        [
-            (index, key, conditions.get(index, ""), values.get(index, ""))
-            for index, key in keys.items()
-        ],
-        countries=params.many(COUNTRIES_FIELD),
-        continents=params.many(CONTINENTS_FIELD),
-        max_conditions=max_conditions,
-    )
-
-
-def from_rows(
-    rows: Sequence[tuple[int, str, str, str]],
+def build(
+    given: Sequence[tuple[str, str, str]],
     *,
-    countries: Sequence[str] | None,
-    continents: Sequence[str] | None,
+    countries: Sequence[str] | None = None,
+    continents: Sequence[str] | None = None,
     max_conditions: int,
 ) -> Filter:
-    """A filter from numbered conditions (index, key, condition, value) and the codes
-    picked, validated (the dashboard's form rows, or the request's fields paired by
-    index); raises `errors.Invalid` naming the field of that index."""
-    if len(rows) > max_conditions:
-        raise errors.Invalid(
-            f"a filter takes at most {max_conditions} conditions, got {len(rows)}",
-            parameter=KEY_FIELD,
+    """A validated filter from (key, condition, value) triples as typed and country and
+    continent codes as picked (None: not restricted). A condition name is read case-
+    insensitively and defaults to exact; codes are upper-cased and de-duplicated, empty
+    ones skipped. Raises `InvalidFilter`, checking in this order: the number of
+    conditions, each condition in turn, countries, continents."""
+    if len(given) > max_conditions:
+        raise InvalidFilter(
+            f"a filter takes at most {max_conditions} conditions, got {len(given)}",
+            part="conditions",
+            names_parameter=False,
         )
     return Filter(
-        conditions=tuple(_condition(*row) for row in rows),
-        countries=_codes(
-            countries, COUNTRIES_FIELD, phones.is_country, "ISO 3166-1 alpha-2 country"
+        conditions=tuple(
+            _condition(position, key, condition, value)
+            for position, (key, condition, value) in enumerate(given)
         ),
+        countries=_codes(countries, "countries", phones.is_country, "ISO 3166-1 alpha-2 country"),
         continents=_codes(
             continents,
-            CONTINENTS_FIELD,
+            "continents",
             phones.CONTINENTS.__contains__,
             "continent (AF, AN, AS, EU, NA, OC, SA)",
         ),
     )
 
 
-def _condition(index: int, key: str, condition: str, value: str) -> Condition:
-    where = f"[{index}]"
+def _condition(position: int, key: str, condition: str, value: str) -> Condition:
+    def invalid(part: str, problem: str) -> InvalidFilter:
+        return InvalidFilter(problem, part=part, position=position)
+
     if "\x00" in key or "\x00" in value:
-        field_name = KEY_FIELD if "\x00" in key else VALUE_FIELD
-        raise errors.Invalid(
-            f"{field_name}{where} must not contain NUL characters", parameter=field_name + where
+        raise invalid("key" if "\x00" in key else "value", " must not contain NUL characters")
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise invalid("key", f" must be 1 to {MAX_KEY_LENGTH} characters")
+    condition = condition.strip().lower() or conditions.DEFAULT
+    kind = conditions.REGISTRY.get(condition)
+    if kind is None:
+        raise invalid(
+            "condition",
+            f": unknown condition {condition[:40]!r}; allowed: {', '.join(conditions.NAMES)}",
         )
-    if not 1 <= len(key) <= 64:
-        raise errors.Invalid(
-            f"{KEY_FIELD}{where} must be 1 to 64 characters", parameter=KEY_FIELD + where
-        )
-    condition = condition.strip().lower() or "exact"
-    if condition not in CONDITIONS:
-        raise errors.Invalid(
-            f"{CONDITION_FIELD}{where}: unknown condition {condition[:40]!r}; "
-            f"allowed: {', '.join(CONDITIONS)}",
-            parameter=CONDITION_FIELD + where,
-        )
-    if len(value) > 512:
-        raise errors.Invalid(
-            f"{VALUE_FIELD}{where} must be at most 512 characters", parameter=VALUE_FIELD + where
-        )
-    if condition in NUMERIC and parse_number(value) is None:
-        raise errors.Invalid(
-            f"{VALUE_FIELD}{where} must be a number for {condition}, got {value[:40]!r}",
-            parameter=VALUE_FIELD + where,
-        )
+    if len(value) > MAX_VALUE_LENGTH:
+        raise invalid("value", f" must be at most {MAX_VALUE_LENGTH} characters")
+    if kind.numeric and parse_number(value) is None:
+        raise invalid("value", f" must be a number for {condition}, got {value[:40]!r}")
     return Condition(key, condition, value)
 
 
 def _codes(
-    raw: Sequence[str] | None, name: str, known: Callable[[str], bool], what: str
+    raw: Sequence[str] | None, part: str, known: Callable[[str], bool], what: str
 ) -> tuple[str, ...] | None:
     if raw is None:
         return None
@@ -207,7 +203,7 @@ def _codes(
         if not code:
             continue  # an empty form field, as an HTML form sends for "none selected"
         if not known(code):
-            raise errors.Invalid(f"{name}: unknown {what} {item[:20]!r}", parameter=name)
+            raise InvalidFilter(f": unknown {what} {item[:20]!r}", part=part)
         if code not in codes:
             codes.append(code)
     # An empty list restricts nothing, like an absent one (a form with nothing picked).
@@ -239,60 +235,32 @@ def to_sql(spec: Filter, *, user_id: int, correlated: bool = False) -> ColumnEle
 def _condition_sql(
     condition: Condition, *, user_id: int, correlated: bool = False
 ) -> ColumnElement[bool]:
-    negated = condition.condition.startswith("not_")
-    positive = condition.condition.removeprefix("not_")
-    holding = (
-        contact_parameters.c.user_id == user_id,
-        contact_parameters.c.key == condition.key,
-        value_sql(positive, condition.value),
-    )
+    kind = condition.kind
     if correlated:
         held = (
             select(contact_parameters.c.contact_id)
-            .where(contact_parameters.c.contact_id == contacts.c.id, *holding)
+            .where(
+                contact_parameters.c.contact_id == contacts.c.id,
+                contact_parameters.c.user_id == user_id,
+                contact_parameters.c.key == condition.key,
+                kind.held_sql(contact_parameters, condition.operand),
+            )
             .correlate(contacts)
             .exists()
         )
-        return ~held if negated else held
-    # Contacts holding the key with a value that satisfies the positive condition. The
-    # (user_id, key, value) indexes answer this sub-select without touching contacts.
-    holders = select(contact_parameters.c.contact_id).where(*holding)
-    # NOT IN is the exact complement of IN here: contact_id is never NULL.
-    return contacts.c.id.not_in(holders) if negated else contacts.c.id.in_(holders)
+        return kind.member_sql(held)
+    return kind.member_sql(contacts.c.id.in_(holders_sql(condition, user_id=user_id)))
 
 
-def value_sql(positive: str, value: str, *, table: Any = contact_parameters) -> ColumnElement[bool]:
-    folded_column = table.c.value_folded
-    number_column = table.c.value_number
-    folded = fold(value)
-    if positive == "exact":
-        return folded_column == folded
-    if positive in ("contains", "starts_with", "ends_with") and folded == "":
-        return true()  # every string contains, starts and ends with ""
-    # Not LIKE '%...%': with a leading % both backends try the pattern at every position
-    # of the value, character by character (50 conditions of 512 characters over 3,000
-    # values of 512 took 36 s on SQLite, issue 17). instr/strpos and a suffix compare
-    # are plain string searches; the value is a bound parameter and never a pattern.
-    if positive == "contains":
-        return position_of(folded_column, folded) > 0
-    if positive == "starts_with":
-        return _prefix_range(folded_column, folded)
-    if positive == "ends_with":
-        return last_characters(folded_column, len(folded)) == folded
-    number = parse_number(value)
-    assert number is not None  # validated by parse()
-    if positive == "bigger_than":
-        return number_column > number
-    if positive == "lower_than":
-        return number_column < number
-    raise AssertionError(f"unknown condition {positive}")
-
-
-# How narrow an index range a positive condition reads, best first: exact is one
-# (key, value) range, starts_with a prefix range, numbers a half-open range, while
-# contains and ends_with read every value of the key.
-_DRIVING_ORDER = ("exact", "starts_with", "bigger_than", "lower_than", "ends_with", "contains")
-_NARROW = frozenset({"exact", "starts_with"})
+def holders_sql(condition: Condition, *, user_id: int) -> Select[Any]:
+    """The contacts holding the key with a value that satisfies the condition's positive
+    twin (`ConditionKind.member_sql` turns them into members). The (user_id, key,
+    value) indexes answer it without touching contacts."""
+    return select(contact_parameters.c.contact_id).where(
+        contact_parameters.c.user_id == user_id,
+        contact_parameters.c.key == condition.key,
+        condition.kind.held_sql(contact_parameters, condition.operand),
+    )
 
 
 def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
@@ -315,17 +283,17 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
     `to_sql`'s shape is the faster one: each condition's range of the covering index
     becomes one in-memory list, and the count walks the (user_id, has_opted_out, ...)
     index of contacts probing the lists."""
-    positives = [c for c in spec.conditions if c.condition in _NARROW]
+    positives = [c for c in spec.conditions if c.kind.drives_count]
     if not positives:
         return (
             select(func.count())
             .select_from(contacts)
             .where(to_sql(spec, user_id=user_id), contacts.c.has_opted_out.is_(False))
         )
-    driver = min(positives, key=lambda c: _DRIVING_ORDER.index(c.condition))
+    # The narrowest range drives; the other conditions are probed narrowest first.
+    driver = min(positives, key=lambda c: c.kind.index.order)
     others = sorted(
-        (c for c in spec.conditions if c is not driver),
-        key=lambda c: _DRIVING_ORDER.index(c.condition.removeprefix("not_")),
+        (c for c in spec.conditions if c is not driver), key=lambda c: c.kind.index.order
     )
     if not others and spec.countries is None and spec.continents is None:
         members, members_driving = _driven_walk(driver, others, user_id=user_id, name="walk")
@@ -367,84 +335,18 @@ def _driven_walk(
     clauses: list[ColumnElement[bool]] = [
         driving.c.user_id == user_id,
         driving.c.key == driver.key,
-        value_sql(driver.condition, driver.value, table=driving),
+        driver.kind.held_sql(driving, driver.operand),
     ]
     for number, condition in enumerate(others):
         probe = contact_parameters.alias(f"{name}_condition_{number}")
-        positive = condition.condition.removeprefix("not_")
         holds = exists().where(
             probe.c.user_id == user_id,
             probe.c.contact_id == driving.c.contact_id,
             probe.c.key == condition.key,
-            value_sql(positive, condition.value, table=probe),
+            condition.kind.held_sql(probe, condition.operand),
         )
-        clauses.append(~holds if condition.condition.startswith("not_") else holds)
+        clauses.append(condition.kind.member_sql(holds))
     return clauses, driving
-
-
-class position_of(FunctionElement[int]):  # noqa: N801 - named like the SQL functions
-    """Where `needle` first occurs in `text`, counted in characters from 1; 0 when it
-    does not (SQLite's instr, PostgreSQL's strpos: the same function under two names)."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(position_of, "sqlite")
-def _position_of_sqlite(element: position_of, compiler: Any, **kw: Any) -> str:
-    return f"instr({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(position_of, "postgresql")
-def _position_of_postgresql(element: position_of, compiler: Any, **kw: Any) -> str:
-    return f"strpos({compiler.process(element.clauses, **kw)})"
-
-
-class last_characters(FunctionElement[str]):  # noqa: N801 - named like the SQL functions
-    """The last `count` characters of `text` (all of it when shorter). Characters, not
-    bytes, on both backends, as Python's len() counts them: SQLite's substr(text, -n),
-    PostgreSQL's right(text, n). `count` is at least 1 (an empty suffix is never asked)."""
-
-    type = Text()
-    inherit_cache = True
-
-
-@compiles(last_characters, "sqlite")
-def _last_characters_sqlite(element: last_characters, compiler: Any, **kw: Any) -> str:
-    text, count = element.clauses
-    return f"substr({compiler.process(text, **kw)}, -{compiler.process(count, **kw)})"
-
-
-@compiles(last_characters, "postgresql")
-def _last_characters_postgresql(element: last_characters, compiler: Any, **kw: Any) -> str:
-    return f"right({compiler.process(element.clauses, **kw)})"
-
-
-def _prefix_range(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
-    """`column` starts with `prefix`, as a range that a plain index answers on both
-    backends: prefix <= value < the least string above every string starting with it.
-    Both compare in code point order: SQLite's BINARY collation and PostgreSQL's "C"
-    (the collation of value_folded, see tables.py) compare UTF-8 bytes, which order
-    as code points do. SQLite never uses an index for this LIKE (its LIKE is case-
-    insensitive, the index is not), nor PostgreSQL for a generic plan of a LIKE whose
-    pattern is a bound parameter."""
-    upper = prefix_upper_bound(prefix)
-    if upper is None:
-        return column >= prefix
-    return and_(column >= prefix, column < upper)
-
-
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The least string greater than every string that starts with `prefix` (code point
-    order), or None when there is none (a prefix made only of U+10FFFF)."""
-    chars = list(prefix)
-    while chars:
-        following = ord(chars.pop()) + 1
-        if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters of a text
-            following = 0xE000
-        if following <= 0x10FFFF:
-            return "".join(chars) + chr(following)
-    return None
 
 
 # -- Python ---------------------------------------------------------------------------
@@ -501,8 +403,10 @@ def to_python(spec: Filter) -> Predicate:
 
 def _condition_python(condition: Condition) -> Predicate:
     key = condition.key
-    negated = condition.condition.startswith("not_")
-    test = value_test(condition.condition.removeprefix("not_"), condition.value)
+    test = condition.kind.value_test(condition.operand)
+    # Membership from "holds the positive twin" (`ConditionKind.negated`), inlined: a
+    # check runs for every filter segment of the user on every contact write.
+    negated = condition.kind.negated
 
     def check(contact: ContactState) -> bool:
         stored = contact.parameters.get(key)
@@ -510,22 +414,3 @@ def _condition_python(condition: Condition) -> Predicate:
         return holds != negated
 
     return check
-
-
-def value_test(positive: str, value: str) -> Callable[[str, float | None], bool]:
-    folded = fold(value)
-    if positive == "exact":
-        return lambda text, _number: text == folded
-    if positive == "contains":
-        return lambda text, _number: folded in text
-    if positive == "starts_with":
-        return lambda text, _number: text.startswith(folded)
-    if positive == "ends_with":
-        return lambda text, _number: text.endswith(folded)
-    limit = parse_number(value)
-    assert limit is not None
-    if positive == "bigger_than":
-        return lambda _text, number: number is not None and number > limit
-    if positive == "lower_than":
-        return lambda _text, number: number is not None and number < limit
-    raise AssertionError(f"unknown condition {positive}")

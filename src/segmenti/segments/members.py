@@ -15,7 +15,7 @@ from segmenti import errors
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.tables import contacts, segment_members, segments
-from segmenti.membership import filters
+from segmenti.membership import conditions, filters
 from segmenti.paging import Page
 
 # A filter segment with at least this many counted members is listed by walking the
@@ -314,7 +314,8 @@ def _filter_reason(checks: Mapping[str, Any]) -> str:
         if not check["held"]:
             value = check["contact_value"]
             has = "it has no such key" if value is None else f"it has {value!r}"
-            failed.append(f"{check['key']} {check['condition']} {check['value']!r} ({has})")
+            phrase = conditions.named(check["condition"]).phrase(check["key"], check["value"])
+            failed.append(f"{phrase} ({has})")
     for place in ("countries", "continents"):
         check = checks[place]
         if check and not check["held"]:

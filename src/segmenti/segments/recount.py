@@ -8,8 +8,9 @@ every filter from them:
   * a column is one byte per contact id (`bytes`, indexed by contact id): the code of
     the contact's value for one key, 0 when it has no such key. A key with more than
     255 distinct values takes two byte columns (high and low byte of the code);
-  * a condition becomes a 256-byte table saying which codes satisfy it (the Python
-    predicate of `filters.py`, evaluated once per distinct value, not per contact);
+  * a condition becomes a 256-byte table saying which codes satisfy it (its Python
+    test from the conditions' registry, `membership/conditions.py`, evaluated once per
+    distinct value, not per contact), and its mask its `member_mask`;
     `bytes.translate` maps a column through the table to a 0/1 byte per contact, at C
     speed;
   * 0/1 bytes read as one big integer AND together bytewise, so a filter is the AND
@@ -106,16 +107,13 @@ class UserColumns:
         return int.from_bytes(column.translate(table), "little")
 
     def _condition_mask(self, condition: filters.Condition) -> int:
-        negated = condition.condition.startswith("not_")
-        positive = condition.condition.removeprefix("not_")
         column = self._column(condition.key)
         if column is None:
-            mask = self._sql_mask(condition.key, positive, condition.value)
+            held = self._sql_mask(condition)
         else:
-            test = filters.value_test(positive, condition.value)
-            mask = _column_mask(column, test)
+            held = _column_mask(column, condition.kind.value_test(condition.operand))
         # A contact without the key holds no positive condition and every negated one.
-        return self.ones ^ mask if negated else mask
+        return condition.kind.member_mask(held, self.ones)
 
     def _column(self, key: str) -> _Column | None:
         if key not in self._columns:
@@ -152,16 +150,11 @@ class UserColumns:
             low[contact_id] = code_low
         return _Column(values, bytes(high), bytes(low))
 
-    def _sql_mask(self, key: str, positive: str, value: str) -> int:
-        """The contacts holding a positive condition, for keys too varied for columns."""
+    def _sql_mask(self, condition: filters.Condition) -> int:
+        """The contacts holding a condition's positive twin, for keys too varied for
+        columns."""
         holders = bytearray(self.size)
-        rows = self.session.execute(
-            select(contact_parameters.c.contact_id).where(
-                contact_parameters.c.user_id == self.user_id,
-                contact_parameters.c.key == key,
-                filters.value_sql(positive, value),
-            )
-        ).scalars()
+        rows = self.session.execute(filters.holders_sql(condition, user_id=self.user_id)).scalars()
         for contact_id in rows:
             holders[contact_id] = 1
         return int.from_bytes(holders, "little")

@@ -18,11 +18,19 @@ from segmenti.contacts.forms import contact_name, phone_number
 from segmenti.contacts.service import ContactInput
 from segmenti.forms import Params, parse_choice
 from segmenti.membership import filters
-from segmenti.segments.forms import segment_name
+from segmenti.segments.forms import (
+    CONDITION_FIELD,
+    CONTINENTS_FIELD,
+    COUNTRIES_FIELD,
+    KEY_FIELD,
+    VALUE_FIELD,
+    filter_from_rows,
+    segment_name,
+)
 from segmenti.segments.service import TYPES, SegmentInput, normalize_bulk, parse_contacts_ids
 from segmenti.settings import Settings
 
-_KEY, _CONDITION, _VALUE = filters.KEY_FIELD, filters.CONDITION_FIELD, filters.VALUE_FIELD
+_KEY, _CONDITION, _VALUE = KEY_FIELD, CONDITION_FIELD, VALUE_FIELD
 _PARAMETER_KEY, _PARAMETER_VALUE = "custom_parameter_key", "custom_parameter_value"
 
 
@@ -111,8 +119,8 @@ class SegmentForm:
                 )
                 for i in indexes
             ],
-            countries=[c for c in params.many(filters.COUNTRIES_FIELD) or () if c],
-            continents=[c for c in params.many(filters.CONTINENTS_FIELD) or () if c],
+            countries=[c for c in params.many(COUNTRIES_FIELD) or () if c],
+            continents=[c for c in params.many(CONTINENTS_FIELD) or () if c],
             action=_form_action(pairs),
         )
 
@@ -141,7 +149,7 @@ class SegmentForm:
             if kind == "bulk"
             else None,
             contacts_ids=parse_contacts_ids([self.contacts_ids]) if kind == "custom" else None,
-            filter=filters.from_rows(
+            filter=filter_from_rows(
                 [
                     (row.index, row.key, row.condition, row.value)
                     for row in self.conditions

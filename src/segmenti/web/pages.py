@@ -18,26 +18,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from segmenti import phones
-from segmenti.membership import filters
+from segmenti.membership import conditions
 from segmenti.paging import Page
 from segmenti.web import sessions
 
 HERE = Path(__file__).parent
 STATIC_VERSION = "1"  # bumped with the static files, so browsers fetch the new ones
 
-CONDITION_LABELS = {
-    "exact": "is",
-    "not_exact": "is not",
-    "contains": "contains",
-    "not_contains": "does not contain",
-    "starts_with": "starts with",
-    "not_starts_with": "does not start with",
-    "ends_with": "ends with",
-    "not_ends_with": "does not end with",
-    "bigger_than": "is greater than",
-    "lower_than": "is less than",
-}
-assert set(CONDITION_LABELS) == set(filters.CONDITIONS)
+CONDITION_LABELS = {name: kind.label for name, kind in conditions.REGISTRY.items()}
 
 CONTINENT_NAMES = {
     "AF": "Africa",
