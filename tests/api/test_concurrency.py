@@ -186,6 +186,7 @@ FILTERS: list[dict[str, Any]] = [
         "filters_custom_parameter_condition": ["bigger_than"],
         "filters_custom_parameter_value": ["40"],
     },
+    {"filters_custom_parameter_key": ["age"], "filters_custom_parameter_value": ["42"]},
     {
         "filters_custom_parameter_key": ["plan", "age"],
         "filters_custom_parameter_condition": ["not_exact", "bigger_than"],
