@@ -1,4 +1,5 @@
-"""Fresh counts to check maintained `total_contacts` against."""
+"""Fresh counts to check maintained `total_contacts` against: the one place the tests
+count a segment's members from scratch, in every form the code counts them."""
 
 from __future__ import annotations
 
@@ -6,26 +7,46 @@ from sqlalchemy import func, select
 
 from segmenti.db.engine import Database
 from segmenti.db.tables import contacts, segments
+from segmenti.membership import filters
+from segmenti.membership.counts import count_filter, count_members
 from segmenti.segments.members import members_where
+from segmenti.segments.recount import UserColumns
 
 
-def stale_counts(db: Database, user_id: int) -> dict[int, tuple[int, int]]:
-    """{segment id: (maintained total, fresh COUNT)} for every segment whose maintained
-    total differs from a COUNT of its members; empty when every count is exact."""
-    stale: dict[int, tuple[int, int]] = {}
+def count_forms(db: Database, user_id: int) -> dict[int, dict[str, int]]:
+    """{segment id: {form: total}} for each of the user's segments: the maintained
+    `total_contacts`, a COUNT of the rows the member list selects, and the from-scratch
+    count a write takes (a filter's index-driven count and its recount form, or a bulk or
+    custom segment's member count)."""
+    forms: dict[int, dict[str, int]] = {}
     with db.read() as session:
         rows = session.execute(
             select(segments.c.id, segments.c.type, segments.c.settings, segments.c.total_contacts)
             .where(segments.c.user_id == user_id)
             .order_by(segments.c.id)
         ).all()
+        columns = UserColumns(session, user_id=user_id)
         for row in rows:
             where = members_where(
                 user_id=user_id, segment_id=row.id, type=row.type, settings=row.settings
             )
-            fresh = session.execute(
-                select(func.count()).select_from(contacts).where(where)
-            ).scalar_one()
-            if fresh != row.total_contacts:
-                stale[row.id] = (row.total_contacts, fresh)
-    return stale
+            listed = session.execute(select(func.count()).select_from(contacts).where(where))
+            totals = {"maintained": row.total_contacts, "listed": int(listed.scalar_one())}
+            if row.type == "filter":
+                spec = filters.Filter.from_settings(row.settings)
+                totals["counted"] = count_filter(session, user_id=user_id, spec=spec)
+                totals["recounted"] = columns.count(spec)
+            else:
+                totals["counted"] = count_members(session, user_id=user_id, segment_id=row.id)
+            forms[row.id] = totals
+    return forms
+
+
+def stale_counts(db: Database, user_id: int) -> dict[int, dict[str, int]]:
+    """The entries of `count_forms` whose forms disagree: empty when every maintained
+    total is exact."""
+    return {
+        segment_id: totals
+        for segment_id, totals in count_forms(db, user_id).items()
+        if len(set(totals.values())) > 1
+    }

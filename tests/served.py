@@ -1,22 +1,60 @@
-"""A real uvicorn server in the test process, on a loopback port, and clients that stop
-reading: what a test needs to see how the server behaves when TCP backpressure stalls
-a response (the in-process TestClient never applies any)."""
+"""Real servers for tests: uvicorn in the test process on a loopback port, and clients
+that stop reading (what a test needs to see how the server behaves when TCP
+backpressure stalls a response; the in-process TestClient never applies any); and the
+pieces every test that starts `segmenti serve` as a process shares."""
 
 from __future__ import annotations
 
 import io
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import uvicorn
 
 from segmenti.contacts.upload import import_upload
 from segmenti.db.engine import Database
+
+# The `segmenti` command of the environment the tests run in.
+SEGMENTI = Path(sys.executable).with_name("segmenti")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server process to bind)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_healthy(
+    base: str,
+    process: subprocess.Popen[Any],
+    *,
+    seconds: float = 60,
+    output: Callable[[], str] = lambda: "",
+) -> None:
+    """Waits for the server process at `base` to answer /health; fails, with its
+    `output`, if it exits first or takes longer than `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx2.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        assert process.poll() is None, (
+            f"segmenti serve exited with {process.returncode}:\n{output()}"
+        )
+        assert time.monotonic() < deadline, f"{base} did not become healthy:\n{output()}"
+        time.sleep(0.1)
 
 
 @contextmanager

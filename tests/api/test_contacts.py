@@ -141,7 +141,7 @@ def test_delete_contact_removes_it_from_segments(alice: User) -> None:
     assert alice.total(segment_id) == 0
 
 
-def test_list_contacts_search_country_and_opt_out(alice: User) -> None:
+def test_contacts_list_newest_first_narrowed_by_search_country_and_opt_out(alice: User) -> None:
     alice.make_contact("+393331234501", name="Maria Rossi")
     alice.make_contact("+14155552671", name="John", has_opted_out=True)
     alice.make_contact("+393331234503", name="Luca")
@@ -159,7 +159,7 @@ def test_list_contacts_search_country_and_opt_out(alice: User) -> None:
     assert alice.get("/api/contacts?results_per_page=11").status_code == 400
 
 
-def test_json_bodies_for_contacts(alice: User) -> None:
+def test_a_json_body_may_give_custom_parameters_as_key_and_value_arrays(alice: User) -> None:
     response = alice.post(
         "/api/contacts",
         json={

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,8 @@ from sqlalchemy import func, select
 
 from segmenti import auth
 from segmenti.db.tables import contacts, segment_members, segments
-from tests.api.test_concurrent_writers import fresh_totals
+from tests.counting import count_forms
+from tests.served import SEGMENTI, free_port, wait_until_healthy
 
 BATCH = 2_000
 
@@ -101,14 +101,8 @@ def test_sigkill_in_the_middle_of_a_bulk_create_leaves_a_consistent_database(
     assert names == ["bulk 0", "bulk 1"]
     assert total == 2 * BATCH
     assert orphans == 0
-    for maintained, counted in fresh_totals(db, user_id).values():
-        assert maintained == counted == BATCH
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    for totals in count_forms(db, user_id).values():
+        assert set(totals.values()) == {BATCH}, totals
 
 
 def in_progress(base: str) -> float:
@@ -125,7 +119,7 @@ def test_serve_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SEGMENTI_DATABASE_URL": url, "SEGMENTI_LOG_JSON": "true"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "segmenti"), "serve", "--port", str(port)],
+        [str(SEGMENTI), "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -139,13 +133,7 @@ def test_serve_finishes_in_flight_requests_on_sigterm(tmp_path: Path) -> None:
             if line.startswith("sgk_"):
                 api_key = line
             assert time.monotonic() < deadline
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+        wait_until_healthy(base, server, seconds=deadline - time.monotonic())
         answers: list[Any] = []
         numbers = "\n".join(f"+39333{n:07d}" for n in range(15_000))
 

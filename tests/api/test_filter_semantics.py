@@ -83,7 +83,7 @@ def test_values_that_are_not_numbers_never_satisfy_numeric_conditions(
 
 
 @pytest.mark.parametrize("stored", ["+5", "-3", "2.50", ".5", " 7 ", "007"])
-def test_values_that_are_numbers(alice: User, stored: str) -> None:
+def test_values_written_as_numbers_satisfy_numeric_conditions(alice: User, stored: str) -> None:
     alice.make_contact("+393331234501", custom_parameters={"n": stored})
     assert filter_total(alice, "n", "bigger_than", "-1000") == 1
 
@@ -106,7 +106,7 @@ def test_special_characters_are_literal_in_keys(alice: User, key: str) -> None:
     assert filter_total(alice, key, "exact", "v") == 1
 
 
-def test_unicode_case_folding(alice: User) -> None:
+def test_exact_and_contains_fold_unicode_case(alice: User) -> None:
     alice.make_contact("+393331234501", custom_parameters={"city": "STRASSE Ärzte"})
     assert filter_total(alice, "city", "exact", "straße ärzte") == 1
     assert filter_total(alice, "city", "contains", "ÄRZ") == 1

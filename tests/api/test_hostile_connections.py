@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.served import SEGMENTI, free_port, wait_until_healthy
 
 HEAD_TIMEOUT = 1
 KEEP_ALIVE = 1
@@ -55,16 +56,10 @@ class Server:
         return self.log.read_text().splitlines()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def serve(directory: Path, **settings: str) -> Iterator[Server]:
     """`segmenti serve` with these SEGMENTI_* settings, JSON logs to a file."""
-    port = _free_port()
+    port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()
@@ -77,19 +72,11 @@ def serve(directory: Path, **settings: str) -> Iterator[Server]:
         **settings,
     )
     log = directory / "server.log"
-    command = [str(Path(sys.executable).with_name("segmenti")), "serve", "--port", str(port)]
+    command = [str(SEGMENTI), "serve", "--port", str(port)]
     with log.open("wb") as stderr:
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):  # noqa: S310
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("the server did not start:\n" + log.read_text())
-                time.sleep(0.1)
+        wait_until_healthy(f"http://127.0.0.1:{port}", process, seconds=30, output=log.read_text)
         assert process.stdout is not None
         printed = process.stdout.read1(4096).decode()  # type: ignore[attr-defined]
         key = re.search(r"sgk_[A-Za-z0-9_-]+", printed)

@@ -356,7 +356,9 @@ def seeded(alice: User) -> User:
     return alice
 
 
-def test_hostile_requests(seeded: User, db: Any, subtests: pytest.Subtests) -> None:
+def test_each_hostile_request_gets_a_json_error_and_writes_nothing(
+    seeded: User, db: Any, subtests: pytest.Subtests
+) -> None:
     # One database for all cases (a fresh app per case would cost more than the cases).
     for case in CASES:
         with subtests.test(case.name):

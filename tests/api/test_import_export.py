@@ -167,7 +167,9 @@ def test_strict_aborts_on_any_bad_row_with_nothing_written(alice: User) -> None:
     ],
     ids=["comma-crlf", "bom", "semicolon", "tab"],
 )
-def test_utf8_with_or_without_bom_and_sniffed_delimiters(alice: User, encoded: bytes) -> None:
+def test_utf8_with_or_without_bom_imports_with_any_sniffed_delimiter(
+    alice: User, encoded: bytes
+) -> None:
     imported(alice, encoded)
     assert contacts_of(alice)["+393331234567"]["custom_parameters"] == {"city": "Milano"}
     assert contacts_of(alice)["+393331234567"]["name"] == "Rossi; Maria"
@@ -350,7 +352,9 @@ def test_a_first_import_falls_back_when_a_batch_repeats_an_earlier_number(
     assert stale_counts(db, alice.id) == {}
 
 
-def test_files_with_more_keys_than_staged_as_columns(alice: User) -> None:
+def test_a_file_with_more_keys_than_staged_as_columns_keeps_and_indexes_every_key(
+    alice: User,
+) -> None:
     keys = [f"k{n}" for n in range(450)]  # 32 staged as columns, the rest as rows
     first, second = "+393331234567", "+393331234568"
     text = (

@@ -278,7 +278,9 @@ def test_preview_shows_the_first_ten_members(alice: User) -> None:
     assert [c["id"] for c in shown["contacts"]] == ids[:10]
 
 
-def test_custom_preview(alice: User, people: dict[str, int]) -> None:
+def test_a_custom_preview_counts_and_shows_the_listed_contacts_not_opted_out(
+    alice: User, people: dict[str, int]
+) -> None:
     listed = [people["pro_us"], people["pro_it_out"], people["free_it"]]
     shown = preview(alice, contacts_ids=listed)
     assert shown["total_contacts"] == 2

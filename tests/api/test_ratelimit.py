@@ -107,7 +107,7 @@ def test_unknown_keys_are_limited_too_and_operations_are_not(
             assert "ratelimit-limit" not in response.headers
 
 
-def test_off_by_default(client: Any, alice: Any) -> None:
+def test_rate_limiting_is_off_by_default(client: Any, alice: Any) -> None:
     for _ in range(5):
         response = alice.get("/api/segments")
         assert response.status_code == 200

@@ -42,7 +42,7 @@ def test_list_works_with_and_without_trailing_slash(alice: User, path: str) -> N
     assert body["meta"] == {"page": 1, "results_per_page": 25, "total": 1, "total_pages": 1}
 
 
-def test_create_with_trailing_slash(alice: User) -> None:
+def test_a_create_with_a_trailing_slash_answers_201(alice: User) -> None:
     response = alice.post("/api/segments/", data={"name": "slash"})
     assert response.status_code == 201
 
@@ -105,14 +105,14 @@ def test_bad_list_parameters_answer_400_naming_the_parameter(
 
 
 @pytest.mark.parametrize("size", [10, 25, 50, 100, 250, 500, 1000])
-def test_every_allowed_results_per_page(alice: User, size: int) -> None:
+def test_every_allowed_results_per_page_is_honoured(alice: User, size: int) -> None:
     assert (
         alice.get(f"/api/segments?results_per_page={size}").json()["meta"]["results_per_page"]
         == size
     )
 
 
-def test_newest_first_by_default_and_ordering(alice: User) -> None:
+def test_segments_list_newest_first_unless_ordered_by_name_or_id(alice: User) -> None:
     first = alice.make_segment(name="b")
     second = alice.make_segment(name="a")
     third = alice.make_segment(name="c")
@@ -124,14 +124,16 @@ def test_newest_first_by_default_and_ordering(alice: User) -> None:
     assert [s["id"] for s in by_id] == [first, second, third]
 
 
-def test_order_by_total_contacts(alice: User) -> None:
+def test_segments_can_be_ordered_by_total_contacts(alice: User) -> None:
     small = alice.make_segment(phone_numbers="+393331234501")
     large = alice.make_segment(phone_numbers="+393331234501,+393331234502")
     rows = alice.get("/api/segments?order_by=total_contacts&order_type=desc").json()["data"]
     assert [r["id"] for r in rows] == [large, small]
 
 
-def test_filter_list_by_type_and_search(alice: User) -> None:
+def test_segments_list_narrows_by_type_and_by_a_literal_case_insensitive_search(
+    alice: User,
+) -> None:
     alice.make_segment(name="Pro users Italy")
     alice.make_segment(name="Bulk list", phone_numbers="+393331234501")
     assert [s["name"] for s in alice.get("/api/segments?type=bulk").json()["data"]] == ["Bulk list"]
@@ -539,7 +541,7 @@ def test_update_changing_type_needs_that_types_parameters(alice: User) -> None:
     assert alice.segment(segment_id)["last_datetime"] is None
 
 
-def test_update_changing_type_to_bulk(alice: User) -> None:
+def test_an_update_may_turn_a_filter_segment_into_a_bulk_one(alice: User) -> None:
     segment_id = alice.make_segment(filters_countries=["IT"])
     response = alice.post(
         f"/api/segments/{segment_id}", data={"type": "bulk", "phone_numbers": "+14155552671"}

@@ -19,7 +19,9 @@ from tests.conftest import User
         ("z", "{"),
     ],
 )
-def test_prefix_upper_bound(prefix: str, bound: str | None) -> None:
+def test_a_prefixs_upper_bound_is_the_least_string_above_all_it_starts(
+    prefix: str, bound: str | None
+) -> None:
     assert prefix_upper_bound(prefix) == bound
 
 

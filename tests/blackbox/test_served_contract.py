@@ -211,7 +211,9 @@ def contacts_total(client: httpx.Client) -> int:
 # -- the reference's requests -----------------------------------------------------------
 
 
-def test_reference_requests_in_order(served: Served) -> None:
+def test_the_reference_walkthrough_creates_lists_updates_and_deletes_a_custom_segment(
+    served: Served,
+) -> None:
     alice = served.alice
     ids = [make_contact(alice) for _ in range(5)]
     body = form(name="Example name", type="custom", contacts_ids=",".join(map(str, ids)))
@@ -462,7 +464,7 @@ def test_custom_ids_must_be_yours_and_nothing_is_written(served: Served) -> None
 # -- filters -----------------------------------------------------------------------------
 
 
-def test_filter_validation(served: Served) -> None:
+def test_each_invalid_filter_parameter_is_a_400_naming_it(served: Served) -> None:
     k, c, v = (
         "filters_custom_parameter_key",
         "filters_custom_parameter_condition",
@@ -486,7 +488,9 @@ def test_filter_validation(served: Served) -> None:
         assert parameter_of(response) == name, pairs
 
 
-def test_filter_semantics(served: Served) -> None:
+def test_filter_conditions_take_values_literally_fold_case_and_compare_numbers(
+    served: Served,
+) -> None:
     alice, key, mine = served.alice, new_key(), new_key()
     values = {
         "pct": "50% off",
@@ -686,7 +690,9 @@ def test_total_contacts_follows_contact_writes(served: Served) -> None:
     assert segment(alice, custom)["settings"]["contacts_ids"] == [first, second]
 
 
-def test_contacts_api(served: Served) -> None:
+def test_a_contact_is_created_read_updated_found_and_deleted_by_its_owner_alone(
+    served: Served,
+) -> None:
     alice, bob, key = served.alice, served.bob, new_key()
     number = new_number()
     spaced = f"00{number[1:3]} {number[3:6]} {number[6:]}"
@@ -754,7 +760,7 @@ def test_tenants_see_nothing_of_each_other(served: Served) -> None:
     assert segment(alice, segment_id)["name"] == "private"
 
 
-def test_item_paths_with_a_trailing_slash(served: Served) -> None:
+def test_item_paths_answer_the_same_with_a_trailing_slash(served: Served) -> None:
     alice = served.alice
     segment_id = make_segment(alice, name="slash")
     assert alice.get(f"/api/segments/{segment_id}/").json()["data"]["id"] == segment_id

@@ -34,7 +34,9 @@ def test_users_create_json_prints_exactly_one_line(env: dict[str, str], database
     application.state.db.dispose()
 
 
-def test_keys_create_list_revoke(env: dict[str, str], database_url: str) -> None:
+def test_keys_are_created_listed_by_prefix_and_revoked_to_a_401(
+    env: dict[str, str], database_url: str
+) -> None:
     user = json.loads(runner.invoke(app, ["users", "create", "Acme", "--json"], env=env).stdout)
     made = runner.invoke(app, ["keys", "create", str(user["user_id"]), "--json"], env=env)
     assert made.exit_code == 0, made.output

@@ -79,7 +79,9 @@ def test_import_prints_a_summary_and_writes_bad_rows_to_the_errors_file(
     ]
 
 
-def test_import_json_report_and_strict(env: dict[str, str], user_id: int, tmp_path: Path) -> None:
+def test_import_strict_writes_nothing_on_a_bad_row_and_json_reports_counts(
+    env: dict[str, str], user_id: int, tmp_path: Path
+) -> None:
     source = write(tmp_path / "in.csv", "phone_number\n+393331234567\nnope\n")
     command = ["contacts", "import", str(source), "--user", str(user_id)]
     strict = runner.invoke(app, [*command, "--strict"], env=env)

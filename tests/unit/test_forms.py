@@ -8,7 +8,7 @@ from segmenti import errors
 from segmenti.forms import Params, parse_json_body
 
 
-def test_php_style_names() -> None:
+def test_php_style_names_repeat_index_and_keep_the_last_plain_value() -> None:
     params = Params.from_pairs(
         [
             ("filters_countries[]", "IT"),
@@ -66,7 +66,7 @@ def test_nested_brackets_are_invalid() -> None:
 
 
 @pytest.mark.parametrize("body", [b"[]", b"1", b'{"a": {"b": {"c": 1}}}', b'{"a": [[1]]}'])
-def test_json_shapes_that_are_not_parameters(body: bytes) -> None:
+def test_json_shapes_that_are_not_parameters_are_invalid(body: bytes) -> None:
     with pytest.raises(errors.Invalid):
         params = parse_json_body(body)
         params.text("a")

@@ -91,18 +91,18 @@ def test_every_phonenumbers_region_gets_a_known_country_and_continent() -> None:
         ("US", "NA"),
     ],
 )
-def test_conventional_continents(country: str, continent: str) -> None:
+def test_each_country_is_on_its_conventional_continent(country: str, continent: str) -> None:
     assert continent_for_country(country) == continent
 
 
-def test_continent_for_country_edge_cases() -> None:
+def test_an_unknown_or_empty_country_has_no_continent_and_case_is_ignored() -> None:
     assert continent_for_country(None) is None
     assert continent_for_country("") is None
     assert continent_for_country("ZZ") is None
     assert continent_for_country("it") == "EU"
 
 
-def test_is_country() -> None:
+def test_is_country_takes_upper_case_iso_codes_and_kosovo() -> None:
     assert is_country("IT")
     assert is_country("AQ")
     assert not is_country("it")
@@ -112,7 +112,7 @@ def test_is_country() -> None:
     assert not is_country("ITA")
 
 
-def test_country_name() -> None:
+def test_country_names_are_common_names_and_unknown_codes_stay_codes() -> None:
     assert country_name("IT") == "Italy"
     assert country_name("TW") == "Taiwan"  # common_name, not the ISO long form
     assert country_name("XK") == "Kosovo"
@@ -173,14 +173,16 @@ def test_trunk_prefix_in_brackets_is_dropped_like_libphonenumber() -> None:
         ("+800 1234 5678", None, None),  # non-geographic (region "001")
     ],
 )
-def test_country_and_continent(raw: str, country: str | None, continent: str | None) -> None:
+def test_country_and_continent_come_from_the_number(
+    raw: str, country: str | None, continent: str | None
+) -> None:
     info = normalize_phone(raw)
     assert (info.country_code, info.continent_code) == (country, continent)
     assert normalize_phone_slow(raw) == info
 
 
 @pytest.mark.parametrize("raw", ["333 1234567", "3331234567", "03331234567", "0 39 333 1234567"])
-def test_missing_country_code(raw: str) -> None:
+def test_a_number_without_a_country_code_is_invalid(raw: str) -> None:
     with pytest.raises(InvalidPhone) as exc:
         normalize_phone(raw)
     assert exc.value.reason == "missing country code: start with + or 00"
@@ -213,7 +215,7 @@ def test_missing_country_code(raw: str) -> None:
         ("00 39 333 1234567 1234567 1234567 12345", "too long for a phone number"),
     ],
 )
-def test_invalid(raw: str, reason: str) -> None:
+def test_each_invalid_number_is_refused_with_its_reason(raw: str, reason: str) -> None:
     for fn in (normalize_phone, normalize_phone_slow):
         with pytest.raises(InvalidPhone) as exc:
             fn(raw)
