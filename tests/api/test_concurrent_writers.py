@@ -39,6 +39,7 @@ def fresh_totals(db: Any, user_id: int) -> dict[int, tuple[int, int]]:
                     select(func.count())
                     .select_from(segment_members.join(contacts))
                     .where(
+                        segment_members.c.user_id == user_id,
                         segment_members.c.segment_id == row.id,
                         contacts.c.has_opted_out.is_(False),
                     )

@@ -41,6 +41,7 @@ from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
+from segmenti.db.tenant import across_tenants
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
 from segmenti.paging import Page
@@ -467,7 +468,15 @@ def count_members(session: Session, *, user_id: int, segment_id: int) -> int:
     counted from scratch."""
     query = (
         select(func.count())
-        .select_from(segment_members.join(contacts, contacts.c.id == segment_members.c.contact_id))
+        .select_from(
+            segment_members.join(
+                contacts,
+                and_(
+                    contacts.c.user_id == segment_members.c.user_id,
+                    contacts.c.id == segment_members.c.contact_id,
+                ),
+            )
+        )
         .where(
             segment_members.c.segment_id == segment_id,
             segment_members.c.user_id == user_id,
@@ -558,7 +567,8 @@ def _newest_contact_id(session: Session) -> int | None:
     0.3 s). PostgreSQL has concurrent writers and looks the numbers up again."""
     if session.get_bind().dialect.name != "sqlite":
         return None
-    return int(session.execute(select(func.max(contacts.c.id))).scalar() or 0)
+    with across_tenants("SQLite numbers every user's contacts from one rowid"):
+        return int(session.execute(select(func.max(contacts.c.id))).scalar() or 0)
 
 
 def _created_since(
