@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from segmenti.contacts import csv_io
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts
+from segmenti.db.tenant import Tenant
 from segmenti.segments import service as segments_service
 from segmenti.segments.members import OptOuts, selected_members_where
 
@@ -64,7 +65,7 @@ def start_export(
     counts them; the has_opted_out column says which are). NotFound for another user's
     or a missing segment, raised before anything is sent."""
     if segment_id is None:
-        where = contacts.c.user_id == user_id
+        where = Tenant(user_id).owns(contacts)
     else:
         segment = segments_service.get_segment(session, user_id=user_id, segment_id=segment_id)
         where = selected_members_where(
@@ -83,9 +84,7 @@ def parameter_keys(session: Session, *, user_id: int) -> list[str]:
     unset). One index seek per key rather than a scan of every parameter row."""
     keys: list[str] = []
     while True:
-        query = select(func.min(contact_parameters.c.key)).where(
-            contact_parameters.c.user_id == user_id
-        )
+        query = Tenant(user_id).select(func.min(contact_parameters.c.key))
         if keys:
             query = query.where(contact_parameters.c.key > keys[-1])
         key = session.execute(query).scalar_one()

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segmenti import errors
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters
+from segmenti.db.tenant import Tenant
 from segmenti.forms import Params
 from segmenti.segments import service
 from segmenti.segments.forms import segment_input
@@ -63,8 +63,8 @@ def parameter_keys(session: Session, *, user_id: int) -> list[str]:
     Answered from the (user_id, key, value_folded) index."""
     return list(
         session.execute(
-            select(contact_parameters.c.key)
-            .where(contact_parameters.c.user_id == user_id)
+            Tenant(user_id)
+            .select(contact_parameters.c.key)
             .distinct()
             .order_by(contact_parameters.c.key)
             .limit(SUGGESTED_KEYS)
