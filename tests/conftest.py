@@ -17,13 +17,25 @@ from sqlalchemy import create_engine, make_url, text
 
 from segmenti import auth
 from segmenti.app import create_app
-from segmenti.db import migrate
+from segmenti.db import migrate, tenant_check
 from segmenti.db.engine import Database
 from segmenti.db.tables import metadata
+from segmenti.db.tenant import across_tenants
 from segmenti.settings import Settings
 from tests.count_writers import only_counts_writes_total_contacts  # noqa: F401 (autouse)
 
 PG_URL = os.environ.get("SEGMENTI_TEST_DATABASE_URL")
+
+# Every statement of every engine, the app's included, must be scoped to one user
+# (db/tenant_check.py); a test fails when one was not, even if the code swallowed it.
+tenant_check.install()
+
+
+@pytest.fixture(autouse=True)
+def _statements_scoped_to_a_user() -> Iterator[None]:
+    tenant_check.violations.clear()
+    yield
+    assert not tenant_check.violations, "\n".join(tenant_check.violations)
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +69,7 @@ def database_url(_template: str, tmp_path: Path) -> str:
     if PG_URL:
         engine = create_engine(_template)
         names = ", ".join(table.name for table in reversed(metadata.sorted_tables))
-        with engine.begin() as connection:
+        with engine.begin() as connection, across_tenants("tests empty every table"):
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return _template

@@ -14,11 +14,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime as DateTime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from segmenti import errors
 from segmenti.db.tables import api_keys, dashboard_sessions, users
+from segmenti.db.tenant import Tenant, across_tenants
 from segmenti.timeutil import utcnow
 
 KEY_PREFIX = "sgk_"
@@ -50,19 +51,21 @@ def create_user(session: Session, *, name: str) -> tuple[int, str]:
     name = name.strip()
     if not name or len(name) > 256:
         raise errors.Invalid("name must be 1 to 256 characters", parameter="name")
-    user_id = session.execute(
-        insert(users).values(name=name, datetime=utcnow()).returning(users.c.id)
-    ).scalar_one()
+    with across_tenants("creating a user: its id is not known before the insert"):
+        user_id = session.execute(
+            insert(users).values(name=name, datetime=utcnow()).returning(users.c.id)
+        ).scalar_one()
     _key_id, api_key = create_key(session, user_id=user_id)
     return user_id, api_key
 
 
 def user_exists(session: Session, *, user_id: int) -> bool:
-    return session.execute(select(users.c.id).where(users.c.id == user_id)).first() is not None
+    return session.execute(Tenant(user_id).select(users.c.id)).first() is not None
 
 
 def has_users(session: Session) -> bool:
-    return session.execute(select(users.c.id).limit(1)).first() is not None
+    with across_tenants("start-up: whether any user exists yet"):
+        return session.execute(select(users.c.id).limit(1)).first() is not None
 
 
 def create_key(session: Session, *, user_id: int) -> tuple[int, str]:
@@ -71,9 +74,9 @@ def create_key(session: Session, *, user_id: int) -> tuple[int, str]:
         raise errors.NotFound(f"user {user_id} does not exist", parameter="user_id")
     api_key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = session.execute(
-        insert(api_keys)
+        Tenant(user_id)
+        .insert(api_keys)
         .values(
-            user_id=user_id,
             prefix=api_key[: len(KEY_PREFIX) + 6],
             key_hash=hash_key(api_key),
             datetime=utcnow(),
@@ -85,14 +88,14 @@ def create_key(session: Session, *, user_id: int) -> tuple[int, str]:
 
 def list_keys(session: Session, *, user_id: int) -> list[ApiKeyInfo]:
     rows = session.execute(
-        select(
+        Tenant(user_id)
+        .select(
             api_keys.c.id,
             api_keys.c.user_id,
             api_keys.c.prefix,
             api_keys.c.datetime,
             api_keys.c.revoked_at,
         )
-        .where(api_keys.c.user_id == user_id)
         .order_by(api_keys.c.id)
     ).all()
     return [ApiKeyInfo(*row) for row in rows]
@@ -100,21 +103,20 @@ def list_keys(session: Session, *, user_id: int) -> list[ApiKeyInfo]:
 
 def revoke_key(session: Session, *, key_id: int) -> None:
     """Revokes the key and ends the dashboard sessions signed in with it."""
-    user_id = session.execute(
-        update(api_keys)
-        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-        .returning(api_keys.c.user_id)
-    ).scalar_one_or_none()
-    if user_id is None:
-        exists = session.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first()
-        if exists is None:
-            raise errors.NotFound(f"API key {key_id} does not exist", parameter="key_id")
-        return
+    with across_tenants("an operator revokes a key by its id, whoever's it is"):
+        user_id = session.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .returning(api_keys.c.user_id)
+        ).scalar_one_or_none()
+        if user_id is None:
+            exists = session.execute(select(api_keys.c.id).where(api_keys.c.id == key_id)).first()
+            if exists is None:
+                raise errors.NotFound(f"API key {key_id} does not exist", parameter="key_id")
+            return
     session.execute(
-        delete(dashboard_sessions).where(
-            dashboard_sessions.c.user_id == user_id, dashboard_sessions.c.api_key_id == key_id
-        )
+        Tenant(user_id).delete(dashboard_sessions).where(dashboard_sessions.c.api_key_id == key_id)
     )
 
 
@@ -134,11 +136,12 @@ def identify_key(session: Session, authorization: str | None) -> KeyOwner:
     if scheme.lower() != "bearer" or not api_key:
         raise errors.Unauthorized("malformed Authorization header: use 'Bearer <api_key>'")
     digest = hash_key(api_key)
-    row = session.execute(
-        select(api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at).where(
-            api_keys.c.key_hash == digest
-        )
-    ).first()
+    with across_tenants("a request's key is what says which user it is: found by its hash"):
+        row = session.execute(
+            select(
+                api_keys.c.id, api_keys.c.user_id, api_keys.c.key_hash, api_keys.c.revoked_at
+            ).where(api_keys.c.key_hash == digest)
+        ).first()
     # The look-up is by hash, so its timing says nothing about the key; the comparison
     # is constant-time all the same, so no code path compares secrets byte by byte.
     if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at:

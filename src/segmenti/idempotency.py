@@ -22,13 +22,13 @@ from datetime import timedelta
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segmenti import errors, metrics
 from segmenti.db.engine import Database
 from segmenti.db.tables import idempotency_keys
+from segmenti.db.tenant import Tenant
 from segmenti.forms import Params
 from segmenti.timeutil import utcnow
 
@@ -79,8 +79,9 @@ def create_once(
                 return _replay(stored, key=key, digest=digest)
             response = create(session)
             session.execute(
-                update(idempotency_keys)
-                .where(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key)
+                Tenant(user_id)
+                .update(idempotency_keys)
+                .where(idempotency_keys.c.key == key)
                 .values(status=response.status_code, body=bytes(response.body).decode("utf-8"))
             )
             return response
@@ -95,12 +96,14 @@ def create_once(
 
 def _stored(session: Session, *, user_id: int, key: str) -> tuple[str, int, str] | None:
     row = session.execute(
-        select(
+        Tenant(user_id)
+        .select(
             idempotency_keys.c.request_hash,
             idempotency_keys.c.status,
             idempotency_keys.c.body,
             idempotency_keys.c.expires_at,
-        ).where(idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key)
+        )
+        .where(idempotency_keys.c.key == key)
     ).first()
     if row is None or row.expires_at <= utcnow():
         return None
@@ -115,15 +118,10 @@ def _claim(
     stored = _stored(session, user_id=user_id, key=key)
     if stored is not None:
         return stored
-    now = utcnow()
+    now, tenant = utcnow(), Tenant(user_id)
+    session.execute(tenant.delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now))
     session.execute(
-        delete(idempotency_keys).where(
-            idempotency_keys.c.user_id == user_id, idempotency_keys.c.expires_at <= now
-        )
-    )
-    session.execute(
-        insert(idempotency_keys).values(
-            user_id=user_id,
+        tenant.insert(idempotency_keys).values(
             key=key,
             request_hash=digest,
             status=0,  # completed before commit; never seen by another transaction

@@ -94,7 +94,9 @@ def test_sigkill_in_the_middle_of_a_bulk_create_leaves_a_consistent_database(
             .select_from(contacts)
             .where(
                 contacts.c.user_id == user_id,
-                ~contacts.c.id.in_(select(segment_members.c.contact_id)),
+                ~contacts.c.id.in_(
+                    select(segment_members.c.contact_id).where(segment_members.c.user_id == user_id)
+                ),
             )
         ).scalar_one()
     # The killed transaction left nothing: two segments, their contacts, no others.

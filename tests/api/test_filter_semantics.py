@@ -242,6 +242,7 @@ def test_maintained_counts_equal_counts_from_scratch(alice: User, db: Any) -> No
                     select(func.count())
                     .select_from(contacts)
                     .where(
+                        contacts.c.user_id == alice.id,
                         contacts.c.id.in_(segment["settings"]["contacts_ids"]),
                         contacts.c.has_opted_out.is_(False),
                     )

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from segmenti.db.tables import contact_parameters, contacts, segment_members, segments
+from segmenti.db.tenant import across_tenants
 from tests.conftest import User
 
 KEY = "filters_custom_parameter_key"
@@ -342,7 +343,7 @@ CASES = [
 
 
 def snapshot(db: Any) -> dict[str, int]:
-    with db.read() as session:
+    with db.read() as session, across_tenants("the test counts every user's rows"):
         return {
             table.name: int(session.execute(select(func.count()).select_from(table)).scalar_one())
             for table in (contacts, contact_parameters, segments, segment_members)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from segmenti.db.tables import contacts, idempotency_keys, segments
+from segmenti.db.tenant import across_tenants
 from tests.conftest import User
 
 
@@ -100,7 +101,7 @@ def test_a_failed_create_stores_nothing_and_may_be_retried(alice: User, db: Any)
     key = {"Idempotency-Key": "retry-after-fixing"}
     conflict = alice.post("/api/contacts", json={"phone_number": "+393331234501"}, headers=key)
     assert conflict.status_code == 409
-    with db.read() as session:
+    with db.read() as session, across_tenants("the test counts every user's keys"):
         assert session.execute(select(func.count()).select_from(idempotency_keys)).scalar() == 0
     fixed = alice.post("/api/contacts", json={"phone_number": "+393331234502"}, headers=key)
     assert fixed.status_code == 201
@@ -111,11 +112,15 @@ def test_an_expired_key_may_be_used_again(alice: User, db: Any) -> None:
     key = {"Idempotency-Key": "old"}
     first = alice.post("/api/segments", json={"name": "A"}, headers=key)
     with db.write() as session:
-        session.execute(update(idempotency_keys).values(expires_at=idempotency_keys.c.datetime))
+        session.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.user_id == alice.id)
+            .values(expires_at=idempotency_keys.c.datetime)
+        )
     second = alice.post("/api/segments", json={"name": "B"}, headers=key)
     assert second.status_code == 201
     assert second.json() != first.json()
-    with db.read() as session:
+    with db.read() as session, across_tenants("the test counts every user's keys"):
         stored = session.execute(select(func.count()).select_from(idempotency_keys)).scalar()
     assert stored == 1  # the expired row was replaced, not kept beside the new one
 

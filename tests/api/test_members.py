@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import exc, func, insert, select
 
 from segmenti.db.tables import contacts, segments, users
+from segmenti.db.tenant import across_tenants
 from segmenti.segments import members
 from segmenti.timeutil import utcnow
 from tests.conftest import User
@@ -302,7 +303,7 @@ def test_custom_preview_refuses_ids_that_are_not_yours(
 
 def test_bulk_preview_creates_no_contacts(alice: User, db: Any, people: dict[str, int]) -> None:
     def contact_count() -> int:
-        with db.read() as session:
+        with db.read() as session, across_tenants("the test counts every user's contacts"):
             return int(session.execute(select(func.count()).select_from(contacts)).scalar_one())
 
     before = contact_count()
@@ -373,11 +374,11 @@ def test_preview_is_not_taken_for_an_update(alice: User, people: dict[str, int])
 def test_read_only_sessions_refuse_writes_and_leave_connections_writable(
     alice: User, db: Any
 ) -> None:
-    with pytest.raises(exc.DBAPIError), db.read_only() as session:
+    with pytest.raises(exc.DBAPIError), db.read_only() as session, across_tenants("new user"):
         session.execute(insert(users).values(name="intruder", datetime=utcnow()))
-    with db.write() as session:
+    with db.write() as session, across_tenants("the test makes a user"):
         session.execute(insert(users).values(name="welcome", datetime=utcnow()))
-    with db.read() as session:
+    with db.read() as session, across_tenants("the test reads every user's name"):
         names = session.execute(select(users.c.name)).scalars().all()
     assert "welcome" in names and "intruder" not in names
     assert alice.make_segment() > 0  # writes through the app still work
@@ -531,10 +532,10 @@ def test_openapi_documents_the_membership_routes(client: Any) -> None:
 
 def test_segment_rows_are_untouched_by_reads(alice: User, db: Any, people: dict[str, int]) -> None:
     segment = alice.make_segment(contacts_ids=str(people["pro_it"]))
-    with db.read() as session:
+    with db.read() as session, across_tenants("the test reads every user's segments"):
         before = session.execute(select(segments)).all()
     member_ids(alice, segment, "include_opted_out=1")
     explain(alice, segment, people["pro_it"])
     preview(alice, contacts_ids=[people["free_it"]])
-    with db.read() as session:
+    with db.read() as session, across_tenants("the test reads every user's segments"):
         assert session.execute(select(segments)).all() == before

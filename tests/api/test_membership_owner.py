@@ -268,7 +268,11 @@ def test_nothing_is_worked_out_for_segments_nobody_watches(alice: User, db: Data
 
 def test_a_write_of_total_contacts_from_another_module_fails(db: Database) -> None:
     """The statement hook (tests/count_writers.py) that every test runs under."""
-    statement = update(segments).where(segments.c.id == -1).values(total_contacts=0)
+    statement = (
+        update(segments)
+        .where(segments.c.user_id == 1, segments.c.id == -1)
+        .values(total_contacts=0)
+    )
 
     def write_from(filename: str) -> None:
         code = compile("session.execute(statement)", filename, "exec")

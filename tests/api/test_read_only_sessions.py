@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import insert, text
 
 from segmenti.db.tables import users
+from segmenti.db.tenant import across_tenants
 from segmenti.timeutil import utcnow
 
 
@@ -20,5 +21,5 @@ def test_every_pooled_connection_stays_writable_after_read_only_sessions(db: Any
         with db.read_only() as session:
             session.execute(text("SELECT 1"))
     for number in range(4):  # more writes than pooled connections: each is used
-        with db.write() as session:
+        with db.write() as session, across_tenants("the test makes users"):
             session.execute(insert(users).values(name=f"writer {number}", datetime=utcnow()))

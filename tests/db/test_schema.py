@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import metadata
+from segmenti.db.tenant import across_tenants
 from segmenti.settings import Settings
 
 # Every table but these is owned by one tenant: `users` is the tenant itself, and
@@ -157,7 +158,7 @@ def _seed_0001(engine: Engine) -> None:
             [{"contact_id": 1}, {"contact_id": 2}],
         ),
     ]
-    with engine.begin() as connection:
+    with engine.begin() as connection, across_tenants("the test fills an old schema"):
         for sql, rows in statements:
             connection.execute(text(sql), rows)
         if engine.dialect.name == "postgresql":  # rows were given ids: move the sequences on
@@ -169,7 +170,7 @@ def _seed_0001(engine: Engine) -> None:
 
 
 def _count(engine: Engine, sql: str) -> int:
-    with engine.connect() as connection:
+    with engine.connect() as connection, across_tenants("the test counts every user's rows"):
         return int(connection.execute(text(sql)).scalar_one())
 
 
@@ -228,7 +229,7 @@ def test_dashboard_sessions_downgrade_and_upgrade(empty_url: str) -> None:
     now = datetime(2026, 1, 1)
     try:
         migrate.upgrade(engine)
-        with engine.begin() as connection:
+        with engine.begin() as connection, across_tenants("the test makes users"):
             connection.execute(
                 text(
                     "INSERT INTO users (id, name, segments_version, datetime)"

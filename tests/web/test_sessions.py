@@ -129,7 +129,9 @@ def test_a_session_whose_key_was_revoked_is_ignored_even_if_its_row_remains(
 ) -> None:
     sign_in(alice)
     with app.state.db.write() as session:  # revoked behind the service's back
-        session.execute(update(api_keys).values(revoked_at=utcnow()))
+        session.execute(
+            update(api_keys).where(api_keys.c.user_id == alice.id).values(revoked_at=utcnow())
+        )
     assert alice.client.get("/segments", follow_redirects=False).status_code == 303
 
 
@@ -140,7 +142,9 @@ def test_an_expired_session_signs_out_and_is_cleaned_up_at_sign_in(
     sign_in(alice)
     with db.write() as session:
         session.execute(
-            update(dashboard_sessions).values(expires_at=utcnow() - timedelta(seconds=1))
+            update(dashboard_sessions)
+            .where(dashboard_sessions.c.user_id == alice.id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     assert alice.client.get("/segments", follow_redirects=False).status_code == 303
     assert len(session_rows(db, alice)) == 1  # kept until the user next signs in
@@ -156,12 +160,20 @@ def test_sessions_per_user_are_bounded_the_least_recently_seen_going_first(
     sign_in(alice)
     first = alice.client.cookies[SESSION_COOKIE]
     with db.write() as session:  # the first session was seen most recently
-        session.execute(update(dashboard_sessions).values(last_seen_at=utcnow() + timedelta(1)))
+        session.execute(
+            update(dashboard_sessions)
+            .where(dashboard_sessions.c.user_id == alice.id)
+            .values(last_seen_at=utcnow() + timedelta(1))
+        )
     for _ in range(sessions.MAX_SESSIONS_PER_USER + 3):
         with browser(app) as other:
             sign_in_with(other, alice.api_key)
     with db.read() as session:
-        total = session.execute(select(func.count()).select_from(dashboard_sessions)).scalar_one()
+        total = session.execute(
+            select(func.count())
+            .select_from(dashboard_sessions)
+            .where(dashboard_sessions.c.user_id == alice.id)
+        ).scalar_one()
     assert total == sessions.MAX_SESSIONS_PER_USER
     with browser(app, first) as kept:
         assert kept.get("/segments").status_code == 200

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from segmenti.contacts import csv_io
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts
+from segmenti.db.tenant import Tenant
 
 PAGE = 5_000
 # A page of a user with many keys is shorter, so that a page (its rows, then its text)
@@ -55,7 +56,7 @@ def start_export(
     """All of the user's contacts, or those `where` picks (a WHERE clause over contacts,
     scoped to the user: a segment's members, `segments.export`)."""
     if where is None:
-        where = contacts.c.user_id == user_id
+        where = Tenant(user_id).owns(contacts)
     return Export(where=where, keys=parameter_keys(session, user_id=user_id))
 
 
@@ -66,9 +67,7 @@ def parameter_keys(session: Session, *, user_id: int, limit: int | None = None) 
     One index seek per key rather than a scan of every parameter row."""
     keys: list[str] = []
     while limit is None or len(keys) < limit:
-        query = select(func.min(contact_parameters.c.key)).where(
-            contact_parameters.c.user_id == user_id
-        )
+        query = Tenant(user_id).select(func.min(contact_parameters.c.key))
         if keys:
             query = query.where(contact_parameters.c.key > keys[-1])
         key = session.execute(query).scalar_one()

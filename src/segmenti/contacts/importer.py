@@ -51,6 +51,7 @@ from segmenti.contacts.csv_io import BadRow, Row
 from segmenti.contacts.staging import StagedBatch, StageTables
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contact_parameters, contacts
+from segmenti.db.tenant import across_tenants
 from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
@@ -323,7 +324,8 @@ def _insert_all_new(
     key; the insert is then undone (a savepoint) and None returned, for the general way."""
     if session.get_bind().dialect.name != "sqlite":
         return None
-    last = session.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one()
+    with across_tenants("SQLite numbers every user's contacts from one rowid"):
+        last = session.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one()
     total = session.execute(select(func.count()).select_from(stage.rows)).scalar_one()
     _check_ids_left(last + total, total)
     ids = _Ids(stage.batch_map, total, total, last + 1, mapped=False)
@@ -357,7 +359,8 @@ def _map_numbers(session: Session, stage: StageTables, *, user_id: int) -> _Ids:
     else:
         # The ids the rowid would give, max(id) + 1 onwards, in file order; BEGIN
         # IMMEDIATE made this the only writer, so nobody else takes them first.
-        last = session.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one()
+        with across_tenants("SQLite numbers every user's contacts from one rowid"):
+            last = session.execute(select(func.coalesce(func.max(contacts.c.id), 0))).scalar_one()
         rank = func.row_number().over(partition_by=is_new, order_by=rows.c.seq)
         contact_id = case((is_new, last + rank), else_=contacts.c.id)
     found = select(rows.c.seq, contact_id, is_new).outerjoin_from(

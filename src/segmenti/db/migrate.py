@@ -11,6 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from segmenti.db.tenant import across_tenants
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -34,7 +36,7 @@ def _config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Brings the database to the newest revision (a no-op when it is there)."""
     config = _config()
-    with engine.begin() as connection:
+    with engine.begin() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
@@ -42,7 +44,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def downgrade(engine: Engine, revision: str) -> None:
     """Takes the database back to an older revision (tests of the migrations)."""
     config = _config()
-    with engine.begin() as connection:
+    with engine.begin() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
 

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 from segmenti import metrics
 from segmenti.db.bulk import listed
 from segmenti.db.tables import contacts, segment_members, segments, users
+from segmenti.db.tenant import Tenant
 from segmenti.membership import filters
 from segmenti.membership.filters import ContactState
 
@@ -188,12 +189,15 @@ def count_filter(session: Session, *, user_id: int, spec: filters.Filter) -> int
 def count_members(session: Session, *, user_id: int, segment_id: int) -> int:
     """Members of a bulk or custom segment that still exist and have not opted out,
     counted from scratch (reads only)."""
+    tenant = Tenant(user_id)
     query = (
         select(func.count())
-        .select_from(segment_members.join(contacts, contacts.c.id == segment_members.c.contact_id))
+        .select_from(
+            tenant.join(segment_members, contacts, contacts.c.id == segment_members.c.contact_id)
+        )
         .where(
+            tenant.owns(segment_members),
             segment_members.c.segment_id == segment_id,
-            segment_members.c.user_id == user_id,
             contacts.c.has_opted_out.is_(False),
         )
     )
@@ -523,11 +527,14 @@ def _members(session: Session, *, user_id: int, segment_id: int) -> set[int]:
         return _filter_members(
             session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
         )
+    tenant = Tenant(user_id)
     query = (
         select(segment_members.c.contact_id)
-        .join(contacts, contacts.c.id == segment_members.c.contact_id)
+        .select_from(
+            tenant.join(segment_members, contacts, contacts.c.id == segment_members.c.contact_id)
+        )
         .where(
-            segment_members.c.user_id == user_id,
+            tenant.owns(segment_members),
             segment_members.c.segment_id == segment_id,
             contacts.c.has_opted_out.is_(False),
         )

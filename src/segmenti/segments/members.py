@@ -15,6 +15,7 @@ from segmenti import errors
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.tables import contacts, segment_members, segments
+from segmenti.db.tenant import Tenant
 from segmenti.membership import conditions, filters
 from segmenti.paging import Page
 
@@ -41,26 +42,26 @@ def members_where(
     Bulk and custom: the listed contacts that still exist (segment_members). Filter:
     the contacts that satisfy the filter now. Opted-out contacts only when asked.
     `correlated` picks the EXISTS shape of the same set (see `filters.to_sql`)."""
+    tenant = Tenant(user_id)
     if type == "filter":
         spec = filters.Filter.from_settings(settings)
         where = filters.to_sql(spec, user_id=user_id, correlated=correlated)
     elif correlated:
         listed = (
-            select(segment_members.c.contact_id)
+            tenant.select(segment_members.c.contact_id)
             .where(
-                segment_members.c.user_id == user_id,
                 segment_members.c.segment_id == segment_id,
                 segment_members.c.contact_id == contacts.c.id,
             )
             .correlate(contacts)
             .exists()
         )
-        where = and_(contacts.c.user_id == user_id, listed)
+        where = and_(tenant.owns(contacts), listed)
     else:
-        listed_ids = select(segment_members.c.contact_id).where(
-            segment_members.c.segment_id == segment_id, segment_members.c.user_id == user_id
+        listed_ids = tenant.select(segment_members.c.contact_id).where(
+            segment_members.c.segment_id == segment_id
         )
-        where = and_(contacts.c.user_id == user_id, contacts.c.id.in_(listed_ids))
+        where = and_(tenant.owns(contacts), contacts.c.id.in_(listed_ids))
     if include_opted_out:
         return where
     return and_(where, contacts.c.has_opted_out.is_(False))
@@ -110,19 +111,16 @@ def selected_members_where(
 def _load(session: Session, *, user_id: int, segment_id: int) -> dict[str, Any]:
     """What membership needs of a segment: its type, count and, for a filter, its
     settings (those of a bulk segment can hold 100,000 numbers and are not needed)."""
+    tenant = Tenant(user_id)
     row = session.execute(
-        select(segments.c.type, segments.c.total_contacts).where(
-            segments.c.user_id == user_id, segments.c.id == segment_id
-        )
+        tenant.select(segments.c.type, segments.c.total_contacts).where(segments.c.id == segment_id)
     ).first()
     if row is None:
         raise errors.NotFound(f"segment {segment_id} does not exist")
     settings: Mapping[str, Any] = {}
     if row.type == "filter":
         settings = session.execute(
-            select(segments.c.settings).where(
-                segments.c.user_id == user_id, segments.c.id == segment_id
-            )
+            tenant.select(segments.c.settings).where(segments.c.id == segment_id)
         ).scalar_one()
     return {"type": row.type, "total_contacts": row.total_contacts, "settings": settings}
 
@@ -189,19 +187,16 @@ def list_members(
     else:
         # Walk the segment's own (user_id, segment_id, contact_id) key in order: a page
         # reads that page's members, however few they are among the user's contacts.
+        tenant = Tenant(user_id)
         query = (
             select(*CONTACT_COLUMNS)
             .select_from(
-                segment_members.join(
-                    contacts,
-                    and_(
-                        contacts.c.user_id == segment_members.c.user_id,
-                        contacts.c.id == segment_members.c.contact_id,
-                    ),
+                tenant.join(
+                    segment_members, contacts, contacts.c.id == segment_members.c.contact_id
                 )
             )
             .where(
-                segment_members.c.user_id == user_id,
+                tenant.owns(segment_members),
                 segment_members.c.segment_id == segment_id,
                 where,
             )
@@ -253,8 +248,9 @@ def explain_membership(
     else:
         member = (
             session.execute(
-                select(segment_members.c.contact_id).where(
-                    segment_members.c.user_id == user_id,
+                Tenant(user_id)
+                .select(segment_members.c.contact_id)
+                .where(
                     segment_members.c.segment_id == segment_id,
                     segment_members.c.contact_id == contact_id,
                 )

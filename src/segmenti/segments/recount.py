@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts, segments
+from segmenti.db.tenant import across_tenants
 from segmenti.membership import counts, filters
 
 _MAX_TWO_BYTE_CODES = 65_535
@@ -192,7 +193,9 @@ def segments_per_user(session: Session, *, user_id: int | None = None) -> dict[i
     query = select(segments.c.user_id, func.count()).group_by(segments.c.user_id)
     if user_id is not None:
         query = query.where(segments.c.user_id == user_id)
-    return {row[0]: int(row[1]) for row in session.execute(query)}
+        return {row[0]: int(row[1]) for row in session.execute(query)}
+    with across_tenants("`segmenti segments recount` without --user serves every user"):
+        return {row[0]: int(row[1]) for row in session.execute(query)}
 
 
 def count_user(session: Session, *, user_id: int) -> Iterator[Recounted]:

@@ -37,6 +37,7 @@ from segmenti.db import bulk
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts, segments
+from segmenti.db.tenant import across_tenants
 from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
@@ -491,7 +492,8 @@ def _newest_contact_id(session: Session) -> int | None:
     0.3 s). PostgreSQL has concurrent writers and looks the numbers up again."""
     if session.get_bind().dialect.name != "sqlite":
         return None
-    return int(session.execute(select(func.max(contacts.c.id))).scalar() or 0)
+    with across_tenants("SQLite numbers every user's contacts from one rowid"):
+        return int(session.execute(select(func.max(contacts.c.id))).scalar() or 0)
 
 
 def _created_since(

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import select
 
 from segmenti import auth, errors, ratelimit
 from segmenti.db.engine import Database
 from segmenti.db.tables import api_keys, dashboard_sessions, users
+from segmenti.db.tenant import Tenant
 from segmenti.http import database
 from segmenti.settings import Settings
 from segmenti.timeutil import utcnow
@@ -134,20 +135,15 @@ def sign_in(request: Request, db: Database, api_key: str) -> None:
     token = secrets.token_urlsafe(32)
     id_hash, now = _token_hash(token), utcnow()
     previous = _cookie_session(request)
-    rows = dashboard_sessions.c
+    rows, tenant = dashboard_sessions.c, Tenant(owner.user_id)
     with db.write() as session:
         if previous is not None:
             session.execute(
-                delete(dashboard_sessions).where(
-                    rows.user_id == previous[0], rows.id_hash == previous[1]
-                )
+                Tenant(previous[0]).delete(dashboard_sessions).where(rows.id_hash == previous[1])
             )
+        session.execute(tenant.delete(dashboard_sessions).where(rows.expires_at <= now))
         session.execute(
-            delete(dashboard_sessions).where(rows.user_id == owner.user_id, rows.expires_at <= now)
-        )
-        session.execute(
-            insert(dashboard_sessions).values(
-                user_id=owner.user_id,
+            tenant.insert(dashboard_sessions).values(
                 id_hash=id_hash,
                 api_key_id=owner.key_id,
                 created_at=now,
@@ -156,14 +152,14 @@ def sign_in(request: Request, db: Database, api_key: str) -> None:
             )
         )
         beyond_bound = (
-            select(rows.id_hash)
-            .where(rows.user_id == owner.user_id, rows.id_hash != id_hash)
+            tenant.select(rows.id_hash)
+            .where(rows.id_hash != id_hash)
             .order_by(rows.last_seen_at.desc(), rows.created_at.desc())
             .offset(MAX_SESSIONS_PER_USER - 1)
         )
         session.execute(
-            delete(dashboard_sessions).where(
-                rows.user_id == owner.user_id, rows.id_hash.in_(beyond_bound.scalar_subquery())
+            tenant.delete(dashboard_sessions).where(
+                rows.id_hash.in_(beyond_bound.scalar_subquery())
             )
         )
     # A fresh cookie: nothing of the signed-out one (its form token included) carries over.
@@ -178,10 +174,9 @@ def sign_out(request: Request) -> None:
     if named is not None:
         with database(request).write() as session:
             session.execute(
-                delete(dashboard_sessions).where(
-                    dashboard_sessions.c.user_id == named[0],
-                    dashboard_sessions.c.id_hash == named[1],
-                )
+                Tenant(named[0])
+                .delete(dashboard_sessions)
+                .where(dashboard_sessions.c.id_hash == named[1])
             )
     request.session.clear()
 
@@ -193,21 +188,21 @@ def viewer(request: Request) -> Viewer:
     if named is None:
         raise SignInRequired
     user_id, id_hash = named
-    rows, now = dashboard_sessions.c, utcnow()
+    rows, now, tenant = dashboard_sessions.c, utcnow(), Tenant(user_id)
     with database(request).read() as session:
         row = session.execute(
-            select(users.c.name, rows.last_seen_at)
-            .select_from(
-                dashboard_sessions.join(users, users.c.id == rows.user_id).join(
-                    api_keys,
-                    and_(api_keys.c.id == rows.api_key_id, api_keys.c.user_id == rows.user_id),
+            tenant.scope(
+                select(users.c.name, rows.last_seen_at)
+                .select_from(
+                    dashboard_sessions.join(users, users.c.id == rows.user_id).join(
+                        api_keys, api_keys.c.id == rows.api_key_id
+                    )
                 )
-            )
-            .where(
-                rows.user_id == user_id,
-                rows.id_hash == id_hash,
-                rows.expires_at > now,
-                api_keys.c.revoked_at.is_(None),
+                .where(
+                    rows.id_hash == id_hash,
+                    rows.expires_at > now,
+                    api_keys.c.revoked_at.is_(None),
+                )
             )
         ).first()
     if row is None:  # signed out, expired, or its key revoked since signing in
@@ -217,8 +212,8 @@ def viewer(request: Request) -> Viewer:
     if now - row.last_seen_at >= SEEN_EVERY:
         with database(request).write() as session:
             session.execute(
-                update(dashboard_sessions)
-                .where(rows.user_id == user_id, rows.id_hash == id_hash)
+                tenant.update(dashboard_sessions)
+                .where(rows.id_hash == id_hash)
                 .values(last_seen_at=now)
             )
     return Viewer(user_id=user_id, name=row.name)
