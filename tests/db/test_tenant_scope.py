@@ -128,6 +128,12 @@ def test_tenant_join_and_scope_constrain_every_joined_table() -> None:
     assert scoped(alice.scope(query))
 
 
+def test_tenant_join_without_an_on_clause_joins_on_the_user_alone() -> None:
+    joined = alice.join(dashboard_sessions, users)
+    assert str(joined.onclause) == "users.id = dashboard_sessions.user_id"
+    assert scoped(alice.scope(select(users.c.name).select_from(joined)))
+
+
 def test_users_are_scoped_by_their_id() -> None:
     assert not scoped(select(users.c.name))
     assert scoped(select(users.c.name).where(users.c.id == USER))
