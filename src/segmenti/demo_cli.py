@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segmenti import auth, errors
@@ -19,6 +18,7 @@ from segmenti.cli_support import console, database, fail
 from segmenti.contacts import importer
 from segmenti.contacts.csv_io import ContactRow
 from segmenti.db.tables import contacts
+from segmenti.db.tenant import Tenant
 from segmenti.forms import Params
 from segmenti.segments import service as segments_service
 from segmenti.segments.forms import segment_input
@@ -104,8 +104,9 @@ def demo(
 def _ids(session: Session, user_id: int, numbers: tuple[str, ...]) -> list[int]:
     return list(
         session.execute(
-            select(contacts.c.id)
-            .where(contacts.c.user_id == user_id, contacts.c.phone_number.in_(numbers))
+            Tenant(user_id)
+            .select(contacts.c.id)
+            .where(contacts.c.phone_number.in_(numbers))
             .order_by(contacts.c.id)
         ).scalars()
     )

@@ -128,6 +128,12 @@ def test_tenant_join_and_scope_constrain_every_joined_table() -> None:
     assert scoped(alice.scope(query))
 
 
+def test_tenant_join_without_an_on_clause_joins_on_the_user_alone() -> None:
+    joined = alice.join(dashboard_sessions, users)
+    assert str(joined.onclause) == "users.id = dashboard_sessions.user_id"
+    assert scoped(alice.scope(select(users.c.name).select_from(joined)))
+
+
 def test_users_are_scoped_by_their_id() -> None:
     assert not scoped(select(users.c.name))
     assert scoped(select(users.c.name).where(users.c.id == USER))
@@ -290,3 +296,80 @@ def test_every_statement_across_tenants_is_listed_in_the_security_docs() -> None
     uses = _hatch_uses_in_source()
     assert uses, "no use found: the search is broken"
     assert _hatch_uses_in_docs() == uses
+
+
+# -- no tenant predicate typed by hand -------------------------------------------------
+
+# (path under src/segmenti, the comparison as ast.unparse writes it) -> why it is typed by
+# hand. db/tenant.py is where the predicates are built, and is not scanned.
+HAND_TYPED_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def _is_user_column(node: ast.expr) -> bool:
+    """`x.user_id` or `x.c["user_id"]` (any table, alias or `.c` held in a name), or
+    `users.c.id`: what names a tenant table's user in a statement."""
+    if isinstance(node, ast.Attribute):
+        if node.attr == "user_id":
+            return True
+        return (
+            node.attr == "id"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "c"
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "users"
+        )
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.slice, ast.Constant)
+        and node.slice.value == "user_id"
+    )
+
+
+def hand_typed_predicates(source: str, path: str = "<source>") -> list[str]:
+    """The `==` / `!=` comparisons in `source` with a user column on either side."""
+    found = []
+    for node in ast.walk(ast.parse(source, path)):
+        if not isinstance(node, ast.Compare):
+            continue
+        equality = any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops)
+        if equality and any(_is_user_column(side) for side in (node.left, *node.comparators)):
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_the_source_scan_finds_predicates_typed_by_hand() -> None:
+    source = """
+segments.c.user_id == user_id
+user_id == contacts.c.user_id
+other.c.user_id != 3
+rows.user_id == users.c.id
+users.c.id == user_id
+contacts.c["user_id"] == 1
+contacts.c.id == contact_id
+Tenant(user_id).owns(contacts)
+"""
+    assert hand_typed_predicates(source) == [
+        "segments.c.user_id == user_id",
+        "user_id == contacts.c.user_id",
+        "other.c.user_id != 3",
+        "rows.user_id == users.c.id",
+        "users.c.id == user_id",
+        "contacts.c['user_id'] == 1",
+    ]
+
+
+def test_no_tenant_predicate_is_typed_by_hand_outside_the_tenant_scope() -> None:
+    """Statements constrain a user through `Tenant` (db/tenant.py), never by comparing a
+    user column by hand: one place says how a statement is scoped (and for Citus, routed)."""
+    package = ROOT / "src" / "segmenti"
+    found: dict[tuple[str, str], int] = {}
+    for path in sorted(package.rglob("*.py")):
+        name = str(path.relative_to(package))
+        if name == "db/tenant.py":
+            continue
+        for predicate in hand_typed_predicates(path.read_text(), str(path)):
+            found[(name, predicate)] = found.get((name, predicate), 0) + 1
+    unexpected = sorted(key for key in found if key not in HAND_TYPED_ALLOWED)
+    assert not unexpected, f"use Tenant(user_id) (db/tenant.py) instead of: {unexpected}"
+    stale = sorted(key for key in HAND_TYPED_ALLOWED if key not in found)
+    assert not stale, f"allowed exceptions no longer in the code: {stale}"

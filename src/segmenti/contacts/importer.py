@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import Table, and_, case, delete, false, func, insert, literal, select, update
+from sqlalchemy import Table, and_, case, false, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, FromClause
@@ -51,7 +51,7 @@ from segmenti.contacts.csv_io import BadRow, Row
 from segmenti.contacts.staging import StagedBatch, StageTables
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contact_parameters, contacts
-from segmenti.db.tenant import across_tenants
+from segmenti.db.tenant import Tenant, across_tenants
 from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
@@ -366,7 +366,7 @@ def _map_numbers(session: Session, stage: StageTables, *, user_id: int) -> _Ids:
     found = select(rows.c.seq, contact_id, is_new).outerjoin_from(
         rows,
         contacts,
-        and_(contacts.c.user_id == user_id, contacts.c.phone_number == rows.c.phone_number),
+        and_(Tenant(user_id).owns(contacts), contacts.c.phone_number == rows.c.phone_number),
     )
     session.execute(insert(batch_map).from_select(["seq", "id", "is_new"], found))
     if session.get_bind().dialect.name == "postgresql":
@@ -425,7 +425,7 @@ def _changes(
             old.c.custom_parameters.label("old_custom_parameters"),
         )
         .join_from(batch_map, rows, rows.c.seq == batch_map.c.seq)
-        .outerjoin(old, and_(old.c.user_id == user_id, old.c.id == batch_map.c.id))
+        .outerjoin(old, and_(Tenant(user_id).owns(old), old.c.id == batch_map.c.id))
     )
     changes: list[counts.Change] = []
     for row in result:
@@ -461,9 +461,9 @@ def _update_existing(session: Session, stage: StageTables, *, user_id: int, now:
     """The file's fields replace the contact's; the ones it does not give (NULL) stay."""
     rows, batch_map = stage.rows, stage.batch_map
     session.execute(
-        update(contacts)
+        Tenant(user_id)
+        .update(contacts)
         .where(
-            contacts.c.user_id == user_id,
             contacts.c.id == batch_map.c.id,
             ~batch_map.c.is_new,
             rows.c.seq == batch_map.c.seq,
@@ -514,9 +514,7 @@ def _delete_replaced_parameters(session: Session, stage: StageTables, *, user_id
         .where(~batch_map.c.is_new, rows.c.custom_parameters.is_not(None))
     )
     session.execute(
-        delete(contact_parameters).where(
-            contact_parameters.c.user_id == user_id, contact_parameters.c.contact_id.in_(given)
-        )
+        Tenant(user_id).delete(contact_parameters).where(contact_parameters.c.contact_id.in_(given))
     )
 
 
@@ -548,6 +546,6 @@ def _insert_parameters(session: Session, stage: StageTables, ids: _Ids, *, user_
 def _count_contacts(session: Session, *, user_id: int) -> int:
     return int(
         session.execute(
-            select(func.count()).select_from(contacts).where(contacts.c.user_id == user_id)
+            select(func.count()).select_from(contacts).where(Tenant(user_id).owns(contacts))
         ).scalar_one()
     )

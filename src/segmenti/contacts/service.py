@@ -1,7 +1,7 @@
 """Contacts: one phone number of a user, with custom parameters and an opt-out flag.
 
-Every function takes the user and scopes every query by it; another user's contact
-answers exactly like one that does not exist.
+Every function takes the user and builds its statements through `Tenant(user_id)`;
+another user's contact answers exactly like one that does not exist.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segmenti import errors
 from segmenti.db.tables import contact_parameters, contacts
+from segmenti.db.tenant import Tenant
 from segmenti.membership import counts
 from segmenti.membership.filters import ContactState, fold, indexed_parameters, parse_number
 from segmenti.paging import Page
@@ -92,9 +93,7 @@ def get_contact(session: Session, *, user_id: int, contact_id: int) -> dict[str,
 
 
 def _load(session: Session, *, user_id: int, contact_id: int, for_update: bool = False) -> Any:
-    query = select(*CONTACT_COLUMNS).where(
-        contacts.c.user_id == user_id, contacts.c.id == contact_id
-    )
+    query = Tenant(user_id).select(*CONTACT_COLUMNS).where(contacts.c.id == contact_id)
     if for_update:
         query = query.with_for_update()
     row = session.execute(query).first()
@@ -112,7 +111,7 @@ def list_contacts(
     country_code: str | None = None,
     has_opted_out: bool | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    where = [contacts.c.user_id == user_id]
+    where = [Tenant(user_id).owns(contacts)]
     if search:
         needle = search.lower()
         where.append(
@@ -143,16 +142,14 @@ def _phone_taken(phone_number: str) -> errors.Conflict:
 def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int:
     if data.phone is None:
         raise errors.Invalid("phone_number is required", parameter="phone_number")
+    tenant = Tenant(user_id)
     version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
     exists = session.execute(
-        select(contacts.c.id).where(
-            contacts.c.user_id == user_id, contacts.c.phone_number == data.phone.e164
-        )
+        tenant.select(contacts.c.id).where(contacts.c.phone_number == data.phone.e164)
     ).first()
     if exists is not None:
         raise _phone_taken(data.phone.e164)
     values: dict[str, Any] = {
-        "user_id": user_id,
         "name": data.name or "",
         "phone_number": data.phone.e164,
         "custom_parameters": data.custom_parameters or {},
@@ -164,7 +161,7 @@ def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int
     try:
         with session.begin_nested():
             contact_id = session.execute(
-                insert(contacts).values(**values).returning(contacts.c.id)
+                tenant.insert(contacts).values(**values).returning(contacts.c.id)
             ).scalar_one()
     except IntegrityError:  # a concurrent create of the same number won the race
         raise _phone_taken(data.phone.e164) from None
@@ -181,14 +178,13 @@ def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int
 
 
 def update_contact(session: Session, *, user_id: int, contact_id: int, data: ContactInput) -> int:
+    tenant = Tenant(user_id)
     version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
     before = _load(session, user_id=user_id, contact_id=contact_id, for_update=True)
     values: dict[str, Any] = {"last_datetime": utcnow()}
     if data.phone is not None and data.phone.e164 != before.phone_number:
         taken = session.execute(
-            select(contacts.c.id).where(
-                contacts.c.user_id == user_id, contacts.c.phone_number == data.phone.e164
-            )
+            tenant.select(contacts.c.id).where(contacts.c.phone_number == data.phone.e164)
         ).first()
         if taken is not None:
             raise _phone_taken(data.phone.e164)
@@ -206,18 +202,13 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
     try:
         with session.begin_nested():
             session.execute(
-                update(contacts)
-                .where(contacts.c.user_id == user_id, contacts.c.id == contact_id)
-                .values(**values)
+                tenant.update(contacts).where(contacts.c.id == contact_id).values(**values)
             )
     except IntegrityError:
         raise _phone_taken(values["phone_number"]) from None
     if data.custom_parameters is not None:
         session.execute(
-            delete(contact_parameters).where(
-                contact_parameters.c.user_id == user_id,
-                contact_parameters.c.contact_id == contact_id,
-            )
+            tenant.delete(contact_parameters).where(contact_parameters.c.contact_id == contact_id)
         )
         rows = parameter_rows(user_id=user_id, contact_id=contact_id, raw=data.custom_parameters)
         if rows:
@@ -242,6 +233,4 @@ def delete_contact(session: Session, *, user_id: int, contact_id: int) -> None:
         written=counts.ContactChanges([counts.Change(contact_id, state_of(before), None)]),
     )
     # contact_parameters and segment_members rows go with it (ON DELETE CASCADE).
-    session.execute(
-        delete(contacts).where(contacts.c.user_id == user_id, contacts.c.id == contact_id)
-    )
+    session.execute(Tenant(user_id).delete(contacts).where(contacts.c.id == contact_id))

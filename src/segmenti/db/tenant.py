@@ -99,12 +99,19 @@ class Tenant:
         return statement.where(*owned) if owned else statement
 
     def join(
-        self, left: FromClause, right: FromClause, onclause: Any, *, isouter: bool = False
+        self,
+        left: FromClause,
+        right: FromClause,
+        onclause: Any = None,
+        *,
+        isouter: bool = False,
     ) -> Join:
         """`left JOIN right ON onclause`, with right's user equated to left's (the
-        tenant key is the leading column of every tenant table's keys)."""
+        tenant key is the leading column of every tenant table's keys). Without
+        `onclause`, joined on the user alone (`users` to one of its tables)."""
         same_user = user_column(right) == user_column(_last_leaf(left))
-        return left.join(right, and_(onclause, same_user), isouter=isouter)
+        on = same_user if onclause is None else and_(onclause, same_user)
+        return left.join(right, on, isouter=isouter)
 
     def update(self, table: Table) -> Update:
         return update(table).where(self.owns(table))

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import Integer, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import Integer, bindparam, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from segmenti import metrics
@@ -75,15 +75,12 @@ def lock_tenant(
     relies on READ COMMITTED (db/engine.py): once the lock is granted, each following
     statement sees what the writer before it committed. It is one row of the user's
     own shard on Citus (docs/scaling-out.md)."""
-    query = select(users.c.segments_version).where(users.c.id == user_id)
+    tenant = Tenant(user_id)
+    query = tenant.select(users.c.segments_version)
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(read=not exclusive)
     elif writes_contacts:
-        session.execute(
-            update(users)
-            .where(users.c.id == user_id)
-            .values(contacts_version=users.c.contacts_version + 1)
-        )
+        session.execute(tenant.update(users).values(contacts_version=users.c.contacts_version + 1))
     return str(session.execute(query).scalar_one())
 
 
@@ -119,16 +116,14 @@ def snapshot(session: Session, *, user_id: int) -> Snapshot:
     on SQLite (WAL), the first statement fixes what every later one sees: read this
     first, then count, in the same transaction."""
     row = session.execute(
-        select(users.c.contacts_version, users.c.segments_version).where(users.c.id == user_id)
+        Tenant(user_id).select(users.c.contacts_version, users.c.segments_version)
     ).one()
     return Snapshot(int(row.contacts_version), str(row.segments_version))
 
 
 def segments_changed(session: Session, *, user_id: int) -> None:
     """Marks the user's compiled filter segments stale (call after any segment write)."""
-    session.execute(
-        update(users).where(users.c.id == user_id).values(segments_version=secrets.token_hex(16))
-    )
+    session.execute(Tenant(user_id).update(users).values(segments_version=secrets.token_hex(16)))
 
 
 # -- compiled filter segments ---------------------------------------------------------
@@ -154,8 +149,9 @@ def _filter_predicates(
     if cached is not None and cached.version == version:
         return cached.predicates
     rows = session.execute(
-        select(segments.c.id, segments.c.settings)
-        .where(segments.c.user_id == user_id, segments.c.type == "filter")
+        Tenant(user_id)
+        .select(segments.c.id, segments.c.settings)
+        .where(segments.c.type == "filter")
         .order_by(segments.c.id)
     ).all()
     predicates = tuple(
@@ -171,9 +167,7 @@ def has_segments(session: Session, *, user_id: int, version: str) -> bool:
     writer that spends time describing its changes (an import) can skip that without."""
     if _filter_predicates(session, user_id=user_id, version=version):
         return True
-    listed_segment = session.execute(
-        select(segments.c.id).where(segments.c.user_id == user_id).limit(1)
-    ).first()
+    listed_segment = session.execute(Tenant(user_id).select(segments.c.id).limit(1)).first()
     return listed_segment is not None
 
 
@@ -401,7 +395,7 @@ def _list_changes(
         now = change.after is not None and not change.after.has_opted_out
         if was != now:
             by_direction[now - was].append(change.contact_id)
-    held = (segment_members.c.user_id == user_id,)
+    held = (Tenant(user_id).owns(segment_members),)
     for direction, contact_ids in by_direction.items():
         for start in range(0, len(contact_ids), CHUNK):
             chunk = contact_ids[start : start + CHUNK]
@@ -427,8 +421,9 @@ def _list_changes(
 def _count_filters(session: Session, *, user_id: int, unless: Collection[int]) -> dict[int, int]:
     """Every filter segment of the user but `unless`, counted from scratch."""
     rows = session.execute(
-        select(segments.c.id, segments.c.settings)
-        .where(segments.c.user_id == user_id, segments.c.type == "filter")
+        Tenant(user_id)
+        .select(segments.c.id, segments.c.settings)
+        .where(segments.c.type == "filter")
         .order_by(segments.c.id)
     ).all()
     return {
@@ -480,9 +475,9 @@ def segment_defined(
         before = _members(session, user_id=user_id, segment_id=segment_id)
     if replaces:
         session.execute(
-            delete(segment_members).where(
-                segment_members.c.user_id == user_id, segment_members.c.segment_id == segment_id
-            )
+            Tenant(user_id)
+            .delete(segment_members)
+            .where(segment_members.c.segment_id == segment_id)
         )
     if isinstance(definition, ListMembers):
         _store_members(session, user_id=user_id, segment_id=segment_id, members=definition.members)
@@ -518,16 +513,14 @@ def _store_members(
 
 def _members(session: Session, *, user_id: int, segment_id: int) -> set[int]:
     """The counted members of a stored segment (watched segments only: a full read)."""
+    tenant = Tenant(user_id)
     row = session.execute(
-        select(segments.c.type, segments.c.settings).where(
-            segments.c.user_id == user_id, segments.c.id == segment_id
-        )
+        tenant.select(segments.c.type, segments.c.settings).where(segments.c.id == segment_id)
     ).one()
     if row.type == "filter":
         return _filter_members(
             session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
         )
-    tenant = Tenant(user_id)
     query = (
         select(segment_members.c.contact_id)
         .select_from(
@@ -575,10 +568,10 @@ def _write(
     only add deltas) then lock segment rows in the same order and cannot deadlock each
     other; `total_contacts + delta` loses no concurrent update. Totals are set only
     under the user's exclusive lock."""
-    where = (segments.c.user_id == user_id, segments.c.id == bindparam("segment_id"))
+    one_segment = Tenant(user_id).update(segments).where(segments.c.id == bindparam("segment_id"))
     if totals:
         session.execute(
-            update(segments).where(*where).values(total_contacts=bindparam("total")),
+            one_segment.values(total_contacts=bindparam("total")),
             [{"segment_id": s, "total": total} for s, total in sorted(totals.items())],
         )
     rows = [
@@ -586,8 +579,6 @@ def _write(
     ]
     if rows:
         session.execute(
-            update(segments)
-            .where(*where)
-            .values(total_contacts=segments.c.total_contacts + bindparam("delta")),
+            one_segment.values(total_contacts=segments.c.total_contacts + bindparam("delta")),
             rows,
         )

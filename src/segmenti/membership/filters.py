@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 
 from segmenti import errors, phones
 from segmenti.db.tables import contact_parameters, contacts
+from segmenti.db.tenant import Tenant
 from segmenti.membership import conditions
 from segmenti.membership.conditions import ConditionKind, Operand
 
@@ -222,18 +223,19 @@ def to_sql(spec: Filter, *, user_id: int, correlated: bool = False) -> ColumnEle
     `EXISTS (... WHERE contact_id = contacts.id ...)`, one primary-key probe per
     contact: best for a page of a dense segment read in id order, which then stops
     after one page instead of building every condition's holders first."""
-    clauses: list[ColumnElement[bool]] = [contacts.c.user_id == user_id]
+    tenant = Tenant(user_id)
+    clauses: list[ColumnElement[bool]] = [tenant.owns(contacts)]
     if spec.countries is not None:
         clauses.append(contacts.c.country_code.in_(spec.countries))
     if spec.continents is not None:
         clauses.append(contacts.c.continent_code.in_(spec.continents))
     for condition in spec.conditions:
-        clauses.append(_condition_sql(condition, user_id=user_id, correlated=correlated))
+        clauses.append(_condition_sql(condition, tenant=tenant, correlated=correlated))
     return and_(*clauses)
 
 
 def _condition_sql(
-    condition: Condition, *, user_id: int, correlated: bool = False
+    condition: Condition, *, tenant: Tenant, correlated: bool = False
 ) -> ColumnElement[bool]:
     kind = condition.kind
     if correlated:
@@ -241,7 +243,7 @@ def _condition_sql(
             select(contact_parameters.c.contact_id)
             .where(
                 contact_parameters.c.contact_id == contacts.c.id,
-                contact_parameters.c.user_id == user_id,
+                tenant.owns(contact_parameters),
                 contact_parameters.c.key == condition.key,
                 kind.held_sql(contact_parameters, condition.operand),
             )
@@ -249,17 +251,20 @@ def _condition_sql(
             .exists()
         )
         return kind.member_sql(held)
-    return kind.member_sql(contacts.c.id.in_(holders_sql(condition, user_id=user_id)))
+    return kind.member_sql(contacts.c.id.in_(holders_sql(condition, user_id=tenant.user_id)))
 
 
 def holders_sql(condition: Condition, *, user_id: int) -> Select[Any]:
     """The contacts holding the key with a value that satisfies the condition's positive
     twin (`ConditionKind.member_sql` turns them into members). The (user_id, key,
     value) indexes answer it without touching contacts."""
-    return select(contact_parameters.c.contact_id).where(
-        contact_parameters.c.user_id == user_id,
-        contact_parameters.c.key == condition.key,
-        condition.kind.held_sql(contact_parameters, condition.operand),
+    return (
+        Tenant(user_id)
+        .select(contact_parameters.c.contact_id)
+        .where(
+            contact_parameters.c.key == condition.key,
+            condition.kind.held_sql(contact_parameters, condition.operand),
+        )
     )
 
 
@@ -283,6 +288,7 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
     `to_sql`'s shape is the faster one: each condition's range of the covering index
     becomes one in-memory list, and the count walks the (user_id, has_opted_out, ...)
     index of contacts probing the lists."""
+    tenant = Tenant(user_id)
     positives = [c for c in spec.conditions if c.kind.drives_count]
     if not positives:
         return (
@@ -296,13 +302,11 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
         (c for c in spec.conditions if c is not driver), key=lambda c: c.kind.index.order
     )
     if not others and spec.countries is None and spec.continents is None:
-        members, members_driving = _driven_walk(driver, others, user_id=user_id, name="walk")
+        members, members_driving = _driven_walk(driver, others, tenant=tenant, name="walk")
         opted_out, opted_out_driving = _driven_walk(
-            driver, others, user_id=user_id, name="opted_out_walk"
+            driver, others, tenant=tenant, name="opted_out_walk"
         )
-        opted_out_ids = select(contacts.c.id).where(
-            contacts.c.user_id == user_id, contacts.c.has_opted_out.is_(True)
-        )
+        opted_out_ids = tenant.select(contacts.c.id).where(contacts.c.has_opted_out.is_(True))
         everyone = select(func.count()).select_from(members_driving).where(*members)
         opted = (
             select(func.count())
@@ -310,12 +314,12 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
             .where(*opted_out, opted_out_driving.c.contact_id.in_(opted_out_ids))
         )
         return select(everyone.scalar_subquery() - opted.scalar_subquery())
-    clauses, driving = _driven_walk(driver, others, user_id=user_id, name="walk")
+    clauses, driving = _driven_walk(driver, others, tenant=tenant, name="walk")
     # The contact itself is probed, never joined: given a join, SQLite's planner may
     # walk every contact of the user and probe the parameters instead, which costs
     # several times more whenever the driving condition is not a narrow range.
     counted = [
-        contacts.c.user_id == user_id,
+        tenant.owns(contacts),
         contacts.c.id == driving.c.contact_id,
         contacts.c.has_opted_out.is_(False),
     ]
@@ -328,19 +332,19 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
 
 
 def _driven_walk(
-    driver: Condition, others: list[Condition], *, user_id: int, name: str
+    driver: Condition, others: list[Condition], *, tenant: Tenant, name: str
 ) -> tuple[list[ColumnElement[bool]], Any]:
     """The driving condition's index range, and an EXISTS probe per other condition."""
     driving = contact_parameters.alias(name)
     clauses: list[ColumnElement[bool]] = [
-        driving.c.user_id == user_id,
+        tenant.owns(driving),
         driving.c.key == driver.key,
         driver.kind.held_sql(driving, driver.operand),
     ]
     for number, condition in enumerate(others):
         probe = contact_parameters.alias(f"{name}_condition_{number}")
         holds = exists().where(
-            probe.c.user_id == user_id,
+            tenant.owns(probe),
             probe.c.contact_id == driving.c.contact_id,
             probe.c.key == condition.key,
             condition.kind.held_sql(probe, condition.operand),

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts, segments
-from segmenti.db.tenant import across_tenants
+from segmenti.db.tenant import Tenant, across_tenants
 from segmenti.membership import counts, filters
 
 _MAX_TWO_BYTE_CODES = 65_535
@@ -57,10 +57,9 @@ class UserColumns:
 
     def __init__(self, session: Session, *, user_id: int) -> None:
         self.user_id = user_id
+        self.tenant = tenant = Tenant(user_id)
         self.session = session
-        top = session.execute(
-            select(func.max(contacts.c.id)).where(contacts.c.user_id == user_id)
-        ).scalar()
+        top = session.execute(tenant.select(func.max(contacts.c.id))).scalar()
         self.size = (top or 0) + 1
         self.ones = int.from_bytes(b"\x01" * self.size, "little")
         counted = bytearray(self.size)
@@ -69,12 +68,12 @@ class UserColumns:
         country = bytearray(self.size)
         continent = bytearray(self.size)
         rows = session.execute(
-            select(
+            tenant.select(
                 contacts.c.id,
                 contacts.c.has_opted_out,
                 contacts.c.country_code,
                 contacts.c.continent_code,
-            ).where(contacts.c.user_id == user_id)
+            )
         )
         for contact_id, has_opted_out, country_code, continent_code in rows:
             counted[contact_id] = not has_opted_out
@@ -126,7 +125,7 @@ class UserColumns:
         # value order: a new code starts wherever the value changes. A value's number is
         # a function of its folded text (folding never touches digits, signs, dots or
         # spaces), so it is parsed once per distinct value, not read per row.
-        where = (contact_parameters.c.user_id == self.user_id, contact_parameters.c.key == key)
+        where = (self.tenant.owns(contact_parameters), contact_parameters.c.key == key)
         distinct = self.session.execute(
             select(func.count(func.distinct(contact_parameters.c.value_folded))).where(*where)
         ).scalar_one()
@@ -192,7 +191,7 @@ def segments_per_user(session: Session, *, user_id: int | None = None) -> dict[i
     """How many segments each user has (only `user_id`'s when given)."""
     query = select(segments.c.user_id, func.count()).group_by(segments.c.user_id)
     if user_id is not None:
-        query = query.where(segments.c.user_id == user_id)
+        query = Tenant(user_id).scope(query)
         return {row[0]: int(row[1]) for row in session.execute(query)}
     with across_tenants("`segmenti segments recount` without --user serves every user"):
         return {row[0]: int(row[1]) for row in session.execute(query)}
@@ -201,8 +200,8 @@ def segments_per_user(session: Session, *, user_id: int | None = None) -> dict[i
 def count_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
     """Every segment of the user counted from scratch, in id order; writes nothing."""
     rows = session.execute(
-        select(segments.c.id, segments.c.type, segments.c.settings, segments.c.total_contacts)
-        .where(segments.c.user_id == user_id)
+        Tenant(user_id)
+        .select(segments.c.id, segments.c.type, segments.c.settings, segments.c.total_contacts)
         .order_by(segments.c.id)
     ).all()
     columns: UserColumns | None = None

@@ -18,15 +18,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement,
     Integer,
     String,
     and_,
-    delete,
     func,
-    insert,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -37,7 +33,7 @@ from segmenti.db import bulk
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import MAX_ID, contacts, segments
-from segmenti.db.tenant import across_tenants
+from segmenti.db.tenant import Tenant, across_tenants
 from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
@@ -184,14 +180,9 @@ def get_segment(session: Session, *, user_id: int, segment_id: int) -> dict[str,
     return render_segment(_load(session, user_id=user_id, segment_id=segment_id))
 
 
-def _owned(user_id: int, segment_id: int) -> ColumnElement[bool]:
-    """The segment's row, scoped to its user like every other statement."""
-    return and_(segments.c.user_id == user_id, segments.c.id == segment_id)
-
-
 def _load(session: Session, *, user_id: int, segment_id: int) -> Any:
     row = session.execute(
-        select(*SEGMENT_COLUMNS).where(segments.c.user_id == user_id, segments.c.id == segment_id)
+        Tenant(user_id).select(*SEGMENT_COLUMNS).where(segments.c.id == segment_id)
     ).first()
     if row is None:
         raise errors.NotFound(f"segment {segment_id} does not exist")
@@ -208,7 +199,7 @@ def list_segments(
     type: str | None = None,
     search: str | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    where = [segments.c.user_id == user_id]
+    where = [Tenant(user_id).owns(segments)]
     if type is not None:
         where.append(segments.c.type == type)
     if search:
@@ -269,8 +260,9 @@ def create_segment(
     counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
     settings, definition = _define(session, user_id=user_id, kind=kind, data=data, counted=counted)
     segment_id = session.execute(
-        insert(segments)
-        .values(user_id=user_id, name=data.name, type=kind, settings=settings, datetime=utcnow())
+        Tenant(user_id)
+        .insert(segments)
+        .values(name=data.name, type=kind, settings=settings, datetime=utcnow())
         .returning(segments.c.id)
     ).scalar_one()
     counts.segment_defined(
@@ -308,7 +300,9 @@ def update_segment(
         counts.segment_defined(
             session, user_id=user_id, segment_id=segment_id, definition=definition, replaces=True
         )
-    session.execute(update(segments).where(_owned(user_id, segment_id)).values(**values))
+    session.execute(
+        Tenant(user_id).update(segments).where(segments.c.id == segment_id).values(**values)
+    )
     if redefine:
         counts.segments_changed(session, user_id=user_id)
     return segment_id
@@ -317,7 +311,7 @@ def update_segment(
 def delete_segment(session: Session, *, user_id: int, segment_id: int) -> None:
     counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
     _load(session, user_id=user_id, segment_id=segment_id)
-    session.execute(delete(segments).where(_owned(user_id, segment_id)))
+    session.execute(Tenant(user_id).delete(segments).where(segments.c.id == segment_id))
     counts.segments_changed(session, user_id=user_id)
 
 
@@ -447,9 +441,9 @@ def _owned_contacts(
     storable = [contact_id for contact_id in contact_ids if contact_id <= MAX_ID]
     listed = bulk.listed(session, storable, type_=Integer)
     rows = session.execute(
-        select(contacts.c.id, contacts.c.has_opted_out).where(
-            contacts.c.user_id == user_id, contacts.c.id.in_(select(listed.c.value))
-        )
+        Tenant(user_id)
+        .select(contacts.c.id, contacts.c.has_opted_out)
+        .where(contacts.c.id.in_(select(listed.c.value)))
     ).all()
     found = {row.id: bool(row.has_opted_out) for row in rows}
     missing = [contact_id for contact_id in contact_ids if contact_id not in found]
@@ -503,7 +497,7 @@ def _created_since(
         return {}
     rows = session.execute(
         select(contacts.c.phone_number, contacts.c.id).where(
-            contacts.c.id > newest, contacts.c.user_id == user_id
+            contacts.c.id > newest, Tenant(user_id).owns(contacts)
         )
     ).all()
     return {phone_number: (id_, False) for phone_number, id_ in rows}
@@ -566,9 +560,9 @@ def _lookup_numbers(
 ) -> dict[str, tuple[int, bool]]:
     listed = bulk.listed(session, e164s, type_=String)
     rows = session.execute(
-        select(contacts.c.phone_number, contacts.c.id, contacts.c.has_opted_out).where(
-            contacts.c.user_id == user_id, contacts.c.phone_number.in_(select(listed.c.value))
-        )
+        Tenant(user_id)
+        .select(contacts.c.phone_number, contacts.c.id, contacts.c.has_opted_out)
+        .where(contacts.c.phone_number.in_(select(listed.c.value)))
     ).all()  # fetchall: iterating fetches row by row
     return {phone_number: (id_, bool(opted_out)) for phone_number, id_, opted_out in rows}
 
@@ -641,8 +635,9 @@ def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> di
         counted = sorted(contact_id for contact_id, opted_out in members if not opted_out)
         total = len(counted) + len(new_numbers)
         first = session.execute(
-            select(*CONTACT_COLUMNS)
-            .where(contacts.c.user_id == user_id, contacts.c.id.in_(counted[:PREVIEW_CONTACTS]))
+            Tenant(user_id)
+            .select(*CONTACT_COLUMNS)
+            .where(contacts.c.id.in_(counted[:PREVIEW_CONTACTS]))
             .order_by(contacts.c.id)
         ).all()
     shown = [render_contact(row) for row in first]

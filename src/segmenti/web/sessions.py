@@ -194,7 +194,7 @@ def viewer(request: Request) -> Viewer:
             tenant.scope(
                 select(users.c.name, rows.last_seen_at)
                 .select_from(
-                    dashboard_sessions.join(users, users.c.id == rows.user_id).join(
+                    tenant.join(dashboard_sessions, users).join(
                         api_keys, api_keys.c.id == rows.api_key_id
                     )
                 )
