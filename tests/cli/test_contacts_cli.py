@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from segmenti import demo
 from segmenti.cli import app
-from segmenti.contacts import cli as contacts_cli
+from segmenti.cli import contacts as contacts_cli
 from segmenti.contacts import csv_io
 from segmenti.db.engine import Database
 from segmenti.db.tables import contact_parameters, contacts

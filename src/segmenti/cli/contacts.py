@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from segmenti import auth, errors
-from segmenti.cli_support import console, database, err_console, fail
+from segmenti.cli.support import console, database, err_console, fail
 from segmenti.contacts import csv_io, export, importer
 from segmenti.contacts.reader_process import ChildStager
 from segmenti.contacts.staging import StagedBatch

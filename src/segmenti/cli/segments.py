@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from segmenti.cli_support import database, err_console
+from segmenti.cli.support import database, err_console
 from segmenti.segments import recount
 
 app = typer.Typer(help="Segments.", no_args_is_help=True)

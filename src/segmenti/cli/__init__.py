@@ -1,4 +1,5 @@
-"""The `segmenti` command: serve, users, keys. It calls the same services as the API."""
+"""The `segmenti` command: serve, users, keys here; contacts, segments and demo in the
+modules beside this one. It calls the same services as the API and the dashboard."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from segmenti import auth, demo_cli, errors
-from segmenti.cli_support import console, database, fail
-from segmenti.contacts import cli as contacts_cli
+from segmenti import auth, errors
+from segmenti.cli import contacts as contacts_cli
+from segmenti.cli import demo as demo_cli
+from segmenti.cli import segments as segments_cli
+from segmenti.cli.support import console, database, fail
 from segmenti.db.tables import MAX_ID
-from segmenti.segments import cli as segments_cli
 from segmenti.settings import Settings
 from segmenti.timeutil import render
 

@@ -1,6 +1,7 @@
 """What every `segmenti` command shares: where it prints, the database it opens, and
-how it stops on an error. The commands are in cli.py, contacts/cli.py, segments/cli.py
-and demo_cli.py; each imports this, none imports another."""
+how it stops on an error. The commands are in this package (`__init__.py`, contacts.py,
+segments.py, demo.py); each imports this, none imports another but `__init__.py`,
+which gathers them."""
 
 from __future__ import annotations
 

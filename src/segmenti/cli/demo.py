@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from segmenti import auth, errors
 from segmenti import demo as generator
-from segmenti.cli_support import console, database, fail
+from segmenti.cli.support import console, database, fail
 from segmenti.contacts import importer
 from segmenti.contacts.csv_io import ContactRow
 from segmenti.db.tables import contacts
