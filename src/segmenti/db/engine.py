@@ -24,6 +24,9 @@ no such setting: a watchdog thread interrupts (`sqlite3_interrupt`) a statement 
 running at its deadline (`_Deadlines`); an interrupted write rolls its transaction back
 and lets go of the write lock. Either way the statement fails with an error
 `timed_out` recognises, which the API answers 503 (http.py).
+
+Statistics: every write transaction's rows are counted, and the tables it changed by a
+large share analyzed once it has committed (statistics.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from segmenti.db import statistics
 from segmenti.settings import Settings
 
 # Execution option read by the "begin" hook below: which BEGIN a SQLite transaction uses.
@@ -231,6 +235,7 @@ class Database:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = write_engine
         self._write = sessionmaker(write_engine, expire_on_commit=False)
+        self.statistics = statistics.Statistics(self.engine, write_engine)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -239,9 +244,11 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with self._write() as session, session.begin():
+        """One transaction: committed when the block ends, rolled back if it raises.
+        Once committed, the tables it changed by a large share are analyzed."""
+        with statistics.collecting() as written, self._write() as session, session.begin():
             yield session
+        self.statistics.after_commit(written)
 
     @contextmanager
     def write_attached(self, *, schema: str, path: Path, bulk: bool = False) -> Iterator[Session]:
@@ -257,7 +264,7 @@ class Database:
             raise ValueError("only SQLite attaches database files")
         if not schema.isidentifier():
             raise ValueError(f"not a schema name: {schema!r}")
-        with self._write_engine.connect() as connection:
+        with statistics.collecting() as written, self._write_engine.connect() as connection:
             driver = connection.connection.driver_connection
             assert driver is not None
             driver.execute(f"ATTACH DATABASE ? AS {schema}", (str(path),))
@@ -273,6 +280,7 @@ class Database:
             failed = _restore(connection, driver, schema)
             if failed is not None:
                 raise failed
+        self.statistics.after_commit(written)
 
     @contextmanager
     def background_checkpoints(self, *, every: float = 0.2) -> Iterator[None]:
