@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from segmenti import auth, cli_support
 from segmenti.app import create_app
+from segmenti.contacts import importer
 from segmenti.db.engine import Database, timed_out
 from segmenti.segments import service
 from segmenti.settings import Settings
@@ -163,3 +164,30 @@ def test_the_limit_reaches_postgresql_as_its_statement_timeout(database_url: str
     finally:
         server.dispose()
         command.dispose()
+
+
+def test_an_upload_cut_by_the_timeout_says_what_its_batches_hold(
+    limited: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, db = limited
+    with db.write() as session:
+        user_id, api_key = auth.create_user(session, name="alice")
+    alice = User(user_id, api_key, client)
+    dialect = db.engine.dialect.name
+    write_batch = importer._write_batch
+
+    def stall(session: Session, *args: Any, **kwargs: Any) -> Any:
+        session.execute(slow_statement(dialect, 30))
+        return write_batch(session, *args, **kwargs)
+
+    monkeypatch.setattr(importer, "_write_batch", stall)
+    response = alice.post(
+        "/api/contacts/import",
+        files={"file": ("c.csv", b"phone_number,name\n+393471234567,Ada\n", "text/csv")},
+    )
+    assert response.status_code == 503, response.text
+    (error,) = response.json()["errors"]
+    assert error["title"] == "Query took too long"
+    assert "nothing was written" in error["detail"]
+    monkeypatch.setattr(importer, "_write_batch", write_batch)
+    assert alice.get("/api/contacts").json()["meta"]["total"] == 0
