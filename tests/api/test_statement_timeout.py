@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import TextClause, text
+from sqlalchemy import TextClause, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -152,13 +152,17 @@ def test_the_commands_have_their_own_limit_none_by_default(database_url: str) ->
 
 
 def test_the_limit_reaches_postgresql_as_its_statement_timeout(database_url: str) -> None:
-    server = Database(Settings(database_url=database_url, statement_timeout_seconds=2.5))
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no statement_timeout (a watchdog interrupts instead)")
+    # Beside the options the URL gives, which are kept.
+    with_options = make_url(database_url).update_query_dict({"options": "-c work_mem=5MB"})
+    url = with_options.render_as_string(hide_password=False)
+    server = Database(Settings(database_url=url, statement_timeout_seconds=2.5))
     command = cli_support.database(Settings(database_url=database_url))
     try:
-        if server.is_sqlite:
-            pytest.skip("SQLite has no statement_timeout (a watchdog interrupts instead)")
         with server.read() as session:
             assert session.execute(text("SHOW statement_timeout")).scalar_one() == "2500ms"
+            assert session.execute(text("SHOW work_mem")).scalar_one() == "5MB"
         with command.read() as session:
             assert session.execute(text("SHOW statement_timeout")).scalar_one() == "0"
     finally:

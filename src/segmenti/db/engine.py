@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,8 +61,12 @@ def make_engine(settings: Settings, *, statement_timeout_seconds: float = 0) -> 
             _Deadlines(statement_timeout_seconds).install(engine)
         return engine
     # Always set, 0 included: the setting is the one source of the limit, whatever the
-    # role's or the server's default says.
+    # role's or the server's default says. After the URL's own `options` (connect_args
+    # replace the URL's query argument of the same name), so that they are kept.
     timeout_ms = max(0, round(statement_timeout_seconds * 1000))
+    given = make_url(settings.database_url).query.get("options", ())
+    options = [*([given] if isinstance(given, str) else given)]
+    options.append(f"-c statement_timeout={timeout_ms}")
     return create_engine(
         settings.database_url,
         isolation_level="READ COMMITTED",
@@ -74,7 +78,7 @@ def make_engine(settings: Settings, *, statement_timeout_seconds: float = 0) -> 
         # Names the connections in pg_stat_activity.
         connect_args={
             "application_name": "segmenti",
-            "options": f"-c statement_timeout={timeout_ms}",
+            "options": " ".join(options),
         },
     )
 
