@@ -16,8 +16,9 @@ from sqlalchemy import TextClause, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from segmenti import auth, cli_support
+from segmenti import auth
 from segmenti.app import create_app
+from segmenti.cli import support as cli_support
 from segmenti.contacts import importer
 from segmenti.db.engine import Database, timed_out
 from segmenti.segments import service

@@ -222,7 +222,7 @@ class Database:
     ) -> None:
         """`statement_timeout_seconds`: the longest a statement may run (0: no limit);
         by default the server's, `settings.statement_timeout_seconds`. The commands pass
-        `settings.cli_statement_timeout_seconds` (cli_support.py)."""
+        `settings.cli_statement_timeout_seconds` (cli/support.py)."""
         self.settings = settings
         if statement_timeout_seconds is None:
             statement_timeout_seconds = settings.statement_timeout_seconds
