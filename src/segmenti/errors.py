@@ -105,3 +105,9 @@ class TooManyRequests(_Retryable):
 class ServiceUnavailable(_Retryable):
     status = 503
     title = "Service unavailable"
+
+
+class QueryTooLong(ServiceUnavailable):
+    """A database statement ran past the statement timeout and was cancelled."""
+
+    title = "Query took too long"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from segmenti import auth, errors
-from segmenti.db.engine import Database
+from segmenti.db.engine import Database, timed_out
 from segmenti.db.tables import MAX_ID
 from segmenti.forms import Params, parse_json_body, parse_urlencoded
 from segmenti.paging import Page
@@ -240,7 +241,23 @@ def is_busy(exc: BaseException) -> bool:
     return code in ("40001", "40P01") or "database is locked" in str(exc.orig)
 
 
+def query_too_long(request: Request) -> errors.QueryTooLong:
+    """The answer to a statement cancelled by the statement timeout. Retry-After asks
+    for as long a pause as the limit: retried at once, the same query would most likely
+    hold a connection for as long again."""
+    limit = request.app.state.db.statement_timeout_seconds
+    return errors.QueryTooLong(
+        f"a database query of this request ran longer than the limit of {limit:g} s "
+        "and was cancelled; nothing was saved",
+        retry_after=max(1, math.ceil(limit)),
+    )
+
+
 async def handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if timed_out(exc):
+        log.warning("statement timeout on %s %s", request.method, request.url.path)
+        error = query_too_long(request)
+        return error_response(error, headers=error.headers)
     if not is_busy(exc):
         return await handle_unexpected(request, exc)
     assert isinstance(exc, DBAPIError)

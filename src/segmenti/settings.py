@@ -51,6 +51,18 @@ class Settings:
     db_max_overflow: int = 10
     """PostgreSQL connections opened beyond db_pool_size under load."""
 
+    statement_timeout_seconds: float = 30.0
+    """Longest a database statement of the server (API, dashboard) may run; it is then
+    cancelled and the request answers 503 "Query took too long". PostgreSQL cancels it
+    itself (`statement_timeout`), which frees its backend at once; on SQLite a watchdog
+    interrupts it, which rolls its write back and releases the write lock. Fractions
+    allowed; 0 turns the limit off."""
+
+    cli_statement_timeout_seconds: float = 0.0
+    """Longest a database statement of a `segmenti` command (imports, recounts,
+    exports) may run; 0 (the default): no limit, as a command is run by an operator
+    who can stop it."""
+
     log_json: bool = False
     """Write one JSON object per log line instead of plain text."""
 
@@ -114,6 +126,9 @@ class Settings:
     client that sends or reads nothing for this long is cut."""
 
     def __post_init__(self) -> None:
+        for name in ("statement_timeout_seconds", "cli_statement_timeout_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SEGMENTI_{name.upper()} must be 0 (no limit) or more")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(
                 f"SEGMENTI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
@@ -155,6 +170,11 @@ def _coerce(name: str, raw: str, kind: type) -> Any:
         if lowered in {"0", "false", "no", "off", ""}:
             return False
         raise ValueError(f"SEGMENTI_{name.upper()} must be a boolean, got {raw!r}")
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"SEGMENTI_{name.upper()} must be a number, got {raw!r}") from None
     if kind is int:
         try:
             return int(raw)

@@ -19,8 +19,10 @@ err_console = Console(stderr=True)
 
 def database(settings: Settings | None = None) -> Database:
     """The database `settings` name (by default SEGMENTI_DATABASE_URL's), migrated to the
-    newest schema."""
-    db = Database(settings or Settings.from_env())
+    newest schema. Its statements run under the commands' own limit,
+    SEGMENTI_CLI_STATEMENT_TIMEOUT_SECONDS (none by default), not the server's."""
+    settings = settings or Settings.from_env()
+    db = Database(settings, statement_timeout_seconds=settings.cli_statement_timeout_seconds)
     migrate.upgrade(db.engine)
     return db
 

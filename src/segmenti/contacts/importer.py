@@ -49,7 +49,7 @@ from segmenti import auth, errors
 from segmenti.contacts import staging
 from segmenti.contacts.csv_io import BadRow, Row
 from segmenti.contacts.staging import StagedBatch, StageTables
-from segmenti.db.engine import Database
+from segmenti.db.engine import Database, timed_out
 from segmenti.db.tables import MAX_ID, contact_parameters, contacts
 from segmenti.db.tenant import Tenant, across_tenants
 from segmenti.errors import SHOWN_INVALID
@@ -107,6 +107,8 @@ class ImportStopped(errors.SegmentiError):
         self.report = report
         if status == 400:
             self.status, self.title = 400, "Invalid file"
+        elif status == 503:  # a statement ran past the statement timeout
+            self.status, self.title = 503, errors.QueryTooLong.title
 
 
 def import_contacts(
@@ -172,6 +174,9 @@ def import_contacts(
     except Exception as exc:
         log.error("import for user %s stopped after %s batches", user_id, report.batches,
                   exc_info=exc)  # fmt: skip
+        if timed_out(exc):
+            cause = "a database statement ran past the statement timeout"
+            raise ImportStopped(report, cause, status=503) from exc
         raise ImportStopped(report, f"the import failed ({type(exc).__name__})") from exc
     return report
 

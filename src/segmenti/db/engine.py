@@ -14,19 +14,36 @@ default_transaction_isolation: the count maintenance relies on it (membership/co
 A contact write that waited for a user's row lock must then see the segment definitions
 committed meanwhile; under REPEATABLE READ or SERIALIZABLE the same wait would end in a
 serialization failure, a 500.
+
+Statement timeout: no statement of the server runs longer than
+`statement_timeout_seconds` (the CLI's imports and recounts: `cli_statement_timeout_seconds`,
+none by default; `Database(..., statement_timeout_seconds=)` says which). PostgreSQL
+enforces it itself (`statement_timeout`, set when each connection opens): it cancels the
+statement, so the backend is free again at once, not when the client notices. SQLite has
+no such setting: a watchdog thread interrupts (`sqlite3_interrupt`) a statement still
+running at its deadline (`_Deadlines`); an interrupted write rolls its transaction back
+and lets go of the write lock. Either way the statement fails with an error
+`timed_out` recognises, which the API answers 503 (http.py).
+
+Statistics: every write transaction's rows are counted, and the tables it changed by a
+large share analyzed once it has committed (statistics.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from segmenti.db import statistics
 from segmenti.settings import Settings
 
 # Execution option read by the "begin" hook below: which BEGIN a SQLite transaction uses.
@@ -35,9 +52,21 @@ _SQLITE_BEGIN = "segmenti_sqlite_begin"
 WAL_AUTOCHECKPOINT = 1000
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, *, statement_timeout_seconds: float = 0) -> Engine:
+    """The engine `settings` describe; statements run at most `statement_timeout_seconds`
+    (0: no limit)."""
     if settings.is_sqlite:
-        return _sqlite_engine(settings)
+        engine = _sqlite_engine(settings)
+        if statement_timeout_seconds > 0:
+            _Deadlines(statement_timeout_seconds).install(engine)
+        return engine
+    # Always set, 0 included: the setting is the one source of the limit, whatever the
+    # role's or the server's default says. After the URL's own `options` (connect_args
+    # replace the URL's query argument of the same name), so that they are kept.
+    timeout_ms = max(0, round(statement_timeout_seconds * 1000))
+    given = make_url(settings.database_url).query.get("options", ())
+    options = [*([given] if isinstance(given, str) else given)]
+    options.append(f"-c statement_timeout={timeout_ms}")
     return create_engine(
         settings.database_url,
         isolation_level="READ COMMITTED",
@@ -47,7 +76,10 @@ def make_engine(settings: Settings) -> Engine:
         # Under the idle timeouts of most poolers and firewalls.
         pool_recycle=1800,
         # Names the connections in pg_stat_activity.
-        connect_args={"application_name": "segmenti"},
+        connect_args={
+            "application_name": "segmenti",
+            "options": " ".join(options),
+        },
     )
 
 
@@ -108,6 +140,72 @@ def _restore(connection: Any, driver: Any, schema: str) -> Exception | None:
     return None
 
 
+def timed_out(exc: BaseException) -> bool:
+    """The statement ran past the statement timeout and was cancelled (PostgreSQL's
+    query_canceled, or SQLite's interrupt, which only `_Deadlines` sends)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) == "57014":
+        return True
+    return str(exc.orig) == "interrupted"
+
+
+class _Deadlines:
+    """SQLite's statement timeout: each statement is registered with its deadline when
+    it starts and dropped when it returns; a watchdog thread interrupts the connection
+    of one still registered past its deadline. Registering and interrupting share a
+    lock, so a statement that has returned is never interrupted (nor the next one).
+
+    The deadline covers the statement's execution up to its first row, which is where
+    a count, sort or write does all its work; rows fetched later (a streamed export)
+    are paced by the client, and not limited."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.tick = min(0.25, seconds / 4)
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[float, Any]] = {}
+        self._thread: threading.Thread | None = None
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self._started)
+        event.listen(engine, "after_cursor_execute", self._ended)
+        event.listen(engine, "handle_error", self._failed)
+
+    def _started(self, conn: Any, *_args: Any) -> None:
+        driver = conn.connection.driver_connection
+        with self._lock:
+            self._running[id(driver)] = (time.monotonic() + self.seconds, driver)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="segmenti-statement-timeout", daemon=True
+                )
+                self._thread.start()
+
+    def _ended(self, conn: Any, *_args: Any) -> None:
+        with self._lock:
+            self._running.pop(id(conn.connection.driver_connection), None)
+
+    def _failed(self, context: Any) -> None:
+        if context.connection is not None:
+            self._ended(context.connection)
+
+    def _watch(self) -> None:
+        """Runs while statements are registered; the next one starts it again."""
+        while True:
+            time.sleep(self.tick)
+            now = time.monotonic()
+            with self._lock:
+                for key, (deadline, driver) in list(self._running.items()):
+                    if now >= deadline:
+                        del self._running[key]
+                        with contextlib.suppress(Exception):  # closed meanwhile
+                            driver.interrupt()
+                if not self._running:
+                    self._thread = None
+                    return
+
+
 def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -115,9 +213,23 @@ def _unicode_lower(value: Any) -> Any:
 class Database:
     """The engine plus two session factories: reads, and writes that lock up front."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        *,
+        statement_timeout_seconds: float | None = None,
+    ) -> None:
+        """`statement_timeout_seconds`: the longest a statement may run (0: no limit);
+        by default the server's, `settings.statement_timeout_seconds`. The commands pass
+        `settings.cli_statement_timeout_seconds` (cli/support.py)."""
         self.settings = settings
-        self.engine = engine or make_engine(settings)
+        if statement_timeout_seconds is None:
+            statement_timeout_seconds = settings.statement_timeout_seconds
+        self.statement_timeout_seconds = statement_timeout_seconds
+        self.engine = engine or make_engine(
+            settings, statement_timeout_seconds=statement_timeout_seconds
+        )
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         write_engine = (
             self.engine.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
@@ -127,6 +239,7 @@ class Database:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_engine = write_engine
         self._write = sessionmaker(write_engine, expire_on_commit=False)
+        self.statistics = statistics.Statistics(self.engine, write_engine)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -135,9 +248,11 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
-        with self._write() as session, session.begin():
+        """One transaction: committed when the block ends, rolled back if it raises.
+        Once committed, the tables it changed by a large share are analyzed."""
+        with statistics.collecting() as written, self._write() as session, session.begin():
             yield session
+        self.statistics.after_commit(written)
 
     @contextmanager
     def write_attached(self, *, schema: str, path: Path, bulk: bool = False) -> Iterator[Session]:
@@ -153,7 +268,7 @@ class Database:
             raise ValueError("only SQLite attaches database files")
         if not schema.isidentifier():
             raise ValueError(f"not a schema name: {schema!r}")
-        with self._write_engine.connect() as connection:
+        with statistics.collecting() as written, self._write_engine.connect() as connection:
             driver = connection.connection.driver_connection
             assert driver is not None
             driver.execute(f"ATTACH DATABASE ? AS {schema}", (str(path),))
@@ -169,6 +284,7 @@ class Database:
             failed = _restore(connection, driver, schema)
             if failed is not None:
                 raise failed
+        self.statistics.after_commit(written)
 
     @contextmanager
     def background_checkpoints(self, *, every: float = 0.2) -> Iterator[None]:

@@ -1,0 +1,176 @@
+"""Planner statistics after large writes: no statement is planned over tables whose
+statistics a write has made wrong.
+
+Right after an import into an empty PostgreSQL database, `contacts` and
+`contact_parameters` have no statistics at all (autovacuum analyzes them some seconds
+later, when it gets round to it). The planner then assumes a handful of rows, and a
+filter count it plans in that window nests a loop over every contact inside a scan of
+every parameter: issue 12 saw one run for 12 minutes, where the same query planned with
+statistics is a hash join that takes milliseconds.
+
+So every write transaction of `Database.write` and `write_attached` (imports, bulk
+segments, anything that writes) is watched: an engine hook adds up the rows each
+INSERT, UPDATE and DELETE reports (`cursor.rowcount`) per table in `WATCHED`, and once
+the transaction has committed, outside its locks, `Statistics.after_commit` analyzes the
+tables that changed by a large share. The gates, cheapest first:
+  * fewer than MIN_ROWS rows written to a table: nothing at all, not even a query (every
+    ordinary API write; a tenant's stream of small writes is autovacuum's business);
+  * PostgreSQL: the rows written, or the table's `n_mod_since_analyze` if larger, over
+    SHARE of the rows the last analyze counted (`pg_class.reltuples`; -1, never
+    analyzed, counts as none), then `ANALYZE <table>`. Its cost does not grow with the
+    table (a sample of 30,000 rows at the default statistics target), and the share
+    makes the next analyze wait for as many more changes: analyzes are at most
+    logarithmic in a table's growth, whoever writes;
+  * SQLite: the same share over the rows the last analyze counted (`sqlite_stat1`),
+    then `ANALYZE <table>` under `PRAGMA analysis_limit` (a few hundred rows sampled
+    per index: milliseconds), in a write transaction of its own.
+A failed analyze is logged, never raised: the write it follows is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Engine, TextClause, bindparam, event, text
+
+log = logging.getLogger("segmenti")
+
+# The tables whose statistics decide the plans of filter counts, member pages and
+# look-ups by number (the others are small, or read by primary key only).
+WATCHED = ("contacts", "contact_parameters", "segment_members")
+# Rows written to a table below which nothing is checked.
+MIN_ROWS = 1_000
+# Share of a table's rows (as last analyzed) that a write must change to analyze it.
+SHARE = 0.2
+# SQLite: rows sampled per index (PRAGMA analysis_limit; 0 would read them all).
+SQLITE_ANALYSIS_LIMIT = 1_000
+
+_written: ContextVar[Counter[str] | None] = ContextVar("segmenti_rows_written", default=None)
+# A DML statement sent as raw SQL (exec_driver_sql: BulkWriter on SQLite), and its table.
+_RAW_WRITE = re.compile(
+    r"\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s+\"?(\w+)",
+    re.IGNORECASE,
+)
+
+
+@contextmanager
+def collecting() -> Iterator[Counter[str]]:
+    """Counts the rows the block's statements write, per watched table."""
+    counter: Counter[str] = Counter()
+    token = _written.set(counter)
+    try:
+        yield counter
+    finally:
+        _written.reset(token)
+
+
+def install(engine: Engine) -> None:
+    """Counts the rows written by the engine's statements inside `collecting()`."""
+    event.listen(engine, "after_cursor_execute", _count)
+
+
+def _count(
+    _conn: Any, cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool
+) -> None:
+    written = _written.get()
+    if written is None:
+        return
+    table = _written_table(context, statement)
+    if table in WATCHED:
+        rows = cursor.rowcount
+        if rows and rows > 0:
+            written[table] += rows
+
+
+def _written_table(context: Any, statement: str) -> str | None:
+    compiled = getattr(context, "compiled", None)
+    if compiled is not None and (context.isinsert or context.isupdate or context.isdelete):
+        return getattr(getattr(compiled.statement, "table", None), "name", None)
+    if compiled is None or isinstance(compiled.statement, TextClause):  # SQL as text
+        match = _RAW_WRITE.match(statement)
+        return match.group(1).lower() if match else None
+    return None
+
+
+def stale_tables(written: Mapping[str, int], known: Mapping[str, tuple[float, int]]) -> list[str]:
+    """The watched tables to analyze: `written` rows per table by the transaction,
+    `known` (rows as last analyzed, < 0 for never; changes counted since) per table."""
+    stale = []
+    for table in WATCHED:
+        rows = written.get(table, 0)
+        if rows < MIN_ROWS:
+            continue
+        analyzed, changed_since = known.get(table, (-1.0, 0))
+        if max(rows, changed_since) > SHARE * max(analyzed, 0.0):
+            stale.append(table)
+    return stale
+
+
+class Statistics:
+    """Analyzes what a committed write changed by a large share (module doc)."""
+
+    def __init__(self, engine: Engine, write_engine: Engine) -> None:
+        self.engine = engine
+        # SQLite: BEGIN IMMEDIATE, so the analyze waits for the lock like any writer.
+        self.write_engine = write_engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        install(engine)
+
+    def after_commit(self, written: Mapping[str, int]) -> list[str]:
+        """Analyzes the watched tables that `written` (rows per table, committed) made
+        stale; returns them. Never raises."""
+        if not any(rows >= MIN_ROWS for rows in written.values()):
+            return []
+        try:
+            stale = stale_tables(written, self._known([t for t in WATCHED if t in written]))
+            if stale:
+                self._analyze(stale)
+            return stale
+        except Exception as exc:  # noqa: BLE001 - the write is committed; plans can wait
+            log.warning("analyzing %s after a write failed: %s", sorted(written), exc)
+            return []
+
+    def _known(self, tables: list[str]) -> dict[str, tuple[float, int]]:
+        if self.is_sqlite:
+            return self._known_sqlite(tables)
+        query = text(
+            "SELECT c.relname, c.reltuples, coalesce(s.n_mod_since_analyze, 0)"
+            " FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
+            " WHERE c.oid = ANY(ARRAY("
+            "SELECT to_regclass(t) FROM unnest(CAST(:tables AS text[])) AS t))"
+        ).bindparams(bindparam("tables", tables))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return {name: (float(tuples), int(changed)) for name, tuples, changed in rows}
+
+    def _known_sqlite(self, tables: list[str]) -> dict[str, tuple[float, int]]:
+        with self.engine.connect() as connection:
+            exists = connection.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'"
+            ).first()
+            if exists is None:
+                return {}
+            # Each index's row: "<rows> <rows per distinct prefix> ..."; the table's rows.
+            stats = connection.execute(
+                text("SELECT tbl, max(CAST(stat AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl")
+            ).all()
+        return {name: (float(rows), 0) for name, rows in stats if name in tables}
+
+    def _analyze(self, tables: list[str]) -> None:
+        preparer = self.engine.dialect.identifier_preparer
+        names = ", ".join(preparer.quote(table) for table in tables)
+        if self.is_sqlite:
+            with self.write_engine.begin() as connection:
+                connection.exec_driver_sql(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}")
+                for table in tables:
+                    connection.exec_driver_sql(f"ANALYZE {preparer.quote(table)}")
+        else:
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(f"ANALYZE {names}")
+        log.info("analyzed %s after a large write", names)
