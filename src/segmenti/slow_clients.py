@@ -65,7 +65,10 @@ class _Budget:
         `TimeoutError` when it outlasts the allowance (the operation is cancelled)."""
         started = time.monotonic()
         try:
-            return await asyncio.wait_for(operation, self.allowance())
+            # A timer on the running task, not wait_for's extra task and loop turn per
+            # receive and send (a fifth of a millisecond on every request).
+            async with asyncio.timeout(self.allowance()):
+                return await operation
         finally:
             self.waited += time.monotonic() - started
 

@@ -88,8 +88,19 @@ class Tenant:
 
     def select(self, *columns: Any) -> Select[Any]:
         """`select(*columns)`, constrained on every tenant table the columns come from.
-        Tables joined in later are constrained by `join` or `scope`."""
-        return self.scope(select(*columns))
+        Tables joined in later are constrained by `join` or `scope`.
+
+        The tables are read off the columns themselves, in order: the same FROM list as
+        `scope` finds for a fresh select, without building its compile state (a tenth
+        of a millisecond, on every contact write's several statements)."""
+        froms: dict[int, FromClause] = {}
+        for column in columns:
+            for item in column._from_objects:
+                if tenant_table(item) is not None:
+                    froms.setdefault(id(item), item)
+        statement = select(*columns)
+        owned = [self.owns(table) for table in froms.values()]
+        return statement.where(*owned) if owned else statement
 
     def scope(self, statement: Select[Any]) -> Select[Any]:
         """`statement` constrained on every tenant table of its FROM clause, joined
