@@ -8,7 +8,7 @@ rules in pyproject.toml's [tool.vulture]; Alembic's module names by its ignore_n
 # uvicorn: `segmenti serve` names the app factory by string; server.uvicorn_options names
 # the HTTP protocol class by string.
 create_app_from_env
-BoundedH11Protocol
+BoundedHttpToolsProtocol
 should_exit  # uvicorn.Server's flag, set by tests/served.py to stop it
 
 # Python's io protocol (contacts/upload.py's _Unclosable).
