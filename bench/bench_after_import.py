@@ -25,13 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, make_url, text
 
 from bench.bench_import import write_csv
+from bench.run import fresh_database
 from segmenti.db.engine import Database
 from segmenti.forms import Params
 from segmenti.segments import service
@@ -81,24 +81,6 @@ FILTERS: dict[str, dict[str, Any]] = {
 }
 
 
-def fresh_database(server_url: str | None, workdir: Path) -> tuple[str, Any]:
-    """A new empty database's URL, and what drops it afterwards."""
-    if server_url is None:
-        return f"sqlite:///{workdir / 'bench.db'}", lambda: None
-    server = make_url(server_url)
-    name = f"segmenti_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return server.set(database=name).render_as_string(hide_password=False), drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=200_000)
@@ -112,7 +94,7 @@ def main() -> None:
         workdir = Path(tmp)
         source = workdir / "contacts.csv"
         write_csv(source, args.contacts, args.seed)
-        url, drop = fresh_database(args.url, workdir)
+        url, drop = fresh_database(args.url, workdir / "bench.db")
         try:
             env = {**os.environ, "SEGMENTI_DATABASE_URL": url}
             made = subprocess.run(

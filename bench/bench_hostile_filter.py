@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: `bench` (for bench.run) is imp
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import http_client  # noqa: E402
-from bench.run import HOST, Server, _fresh_database  # noqa: E402
+from bench.run import HOST, Server, fresh_database  # noqa: E402
 from segmenti import auth  # noqa: E402
 from segmenti.db import migrate  # noqa: E402
 from segmenti.db.engine import Database  # noqa: E402
@@ -155,7 +155,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="segmenti-bench-") as scratch:
         if args.database_url and args.database_url.startswith("postgresql"):
-            url, drop = _fresh_database(args.database_url)
+            url, drop = fresh_database(args.database_url)
         else:
             url, drop = f"sqlite:///{Path(scratch) / 'segmenti.db'}", lambda: None
         settings = Settings(database_url=url, max_filter_conditions=max(50, args.conditions))

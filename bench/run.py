@@ -104,8 +104,11 @@ def _naive_sql(dialect: str, *, five: bool) -> str:
 # -- setup ----------------------------------------------------------------------------
 
 
-def _fresh_database(url: str | None) -> tuple[str, Callable[[], None]]:
-    """A new, empty database URL, and how to get rid of it."""
+def fresh_database(
+    url: str | None, sqlite_path: Path | None = None
+) -> tuple[str, Callable[[], None]]:
+    """A new, empty database URL (a new database on the PostgreSQL server `url` names,
+    else the SQLite file `sqlite_path`, by default var/bench/), and how to get rid of it."""
     if url and url.startswith("postgresql"):
         server = make_url(url)
         name = f"segmenti_bench_{uuid.uuid4().hex[:8]}"
@@ -119,7 +122,7 @@ def _fresh_database(url: str | None) -> tuple[str, Callable[[], None]]:
             admin.dispose()
 
         return server.set(database=name).render_as_string(hide_password=False), drop
-    path = ROOT / "var" / "bench" / "segmenti-bench.db"
+    path = sqlite_path or ROOT / "var" / "bench" / "segmenti-bench.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         with suppress(FileNotFoundError):
@@ -733,7 +736,7 @@ def main() -> None:
         args.contacts, args.segments, args.seconds = 100_000, 100, 5
 
     load_before = round(os.getloadavg()[0], 2)  # other jobs on the machine skew figures
-    database_url, drop = _fresh_database(os.environ.get("SEGMENTI_DATABASE_URL"))
+    database_url, drop = fresh_database(os.environ.get("SEGMENTI_DATABASE_URL"))
     db = Database(Settings(database_url=database_url))
     migrate.upgrade(db.engine)
     backend = db.engine.dialect.name

@@ -7,17 +7,13 @@ own limit, none by default."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import TextClause, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from segmenti import auth
-from segmenti.app import create_app
 from segmenti.cli import support as cli_support
 from segmenti.contacts import importer
 from segmenti.db.engine import Database, timed_out
@@ -42,20 +38,15 @@ def slow_statement(dialect: str, seconds: float) -> TextClause:
 
 
 @pytest.fixture
-def limited(database_url: str) -> Iterator[tuple[TestClient, Database]]:
-    app = create_app(Settings(database_url=database_url, statement_timeout_seconds=TIMEOUT))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client, app.state.db
-    app.state.db.dispose()
+def settings(database_url: str) -> Settings:
+    """The app of this module's `client`, `db` and `alice` (tests/conftest.py) answers
+    under a short statement timeout."""
+    return Settings(database_url=database_url, statement_timeout_seconds=TIMEOUT)
 
 
 def test_a_statement_past_the_timeout_answers_503_and_leaves_the_database_free(
-    limited: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch
+    alice: User, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, db = limited
-    with db.write() as session:
-        user_id, api_key = auth.create_user(session, name="alice")
-    alice = User(user_id, api_key, client)
     dialect = db.engine.dialect.name
     create = service.create_segment
 
@@ -102,12 +93,8 @@ def test_a_statement_past_the_timeout_answers_503_and_leaves_the_database_free(
 
 
 def test_a_read_past_the_timeout_is_cut_too(
-    limited: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch
+    alice: User, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, db = limited
-    with db.write() as session:
-        user_id, api_key = auth.create_user(session, name="alice")
-    alice = User(user_id, api_key, client)
     dialect = db.engine.dialect.name
     listing = service.list_segments
 
@@ -123,10 +110,7 @@ def test_a_read_past_the_timeout_is_cut_too(
     assert alice.get("/api/segments").status_code == 200
 
 
-def test_a_statement_within_the_timeout_is_left_alone(
-    limited: tuple[TestClient, Database],
-) -> None:
-    _client, db = limited
+def test_a_statement_within_the_timeout_is_left_alone(db: Database) -> None:
     with db.read() as session:
         session.execute(slow_statement(db.engine.dialect.name, 0.2))
 
@@ -172,12 +156,8 @@ def test_the_limit_reaches_postgresql_as_its_statement_timeout(database_url: str
 
 
 def test_an_upload_cut_by_the_timeout_says_what_its_batches_hold(
-    limited: tuple[TestClient, Database], monkeypatch: pytest.MonkeyPatch
+    alice: User, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client, db = limited
-    with db.write() as session:
-        user_id, api_key = auth.create_user(session, name="alice")
-    alice = User(user_id, api_key, client)
     dialect = db.engine.dialect.name
     write_batch = importer._write_batch
 

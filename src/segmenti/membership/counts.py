@@ -40,9 +40,9 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Integer, bindparam, func, insert, literal, select
+from sqlalchemy import Integer, Select, bindparam, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from segmenti import metrics
@@ -189,19 +189,21 @@ def count_filter(session: Session, *, user_id: int, spec: filters.Filter) -> int
 def count_members(session: Session, *, user_id: int, segment_id: int) -> int:
     """Members of a bulk or custom segment that still exist and have not opted out,
     counted from scratch (reads only)."""
-    tenant = Tenant(user_id)
-    query = (
-        select(func.count())
-        .select_from(
-            tenant.join(segment_members, contacts, contacts.c.id == segment_members.c.contact_id)
-        )
-        .where(
-            tenant.owns(segment_members),
-            segment_members.c.segment_id == segment_id,
-            contacts.c.has_opted_out.is_(False),
-        )
-    )
+    query = _listed_members(select(func.count()), user_id=user_id, segment_id=segment_id)
     return int(session.execute(query).scalar_one())
+
+
+def _listed_members(query: Select[Any], *, user_id: int, segment_id: int) -> Select[Any]:
+    """`query` over the members of a bulk or custom segment that still exist and have
+    not opted out (what its total counts)."""
+    tenant = Tenant(user_id)
+    return query.select_from(
+        tenant.join(segment_members, contacts, contacts.c.id == segment_members.c.contact_id)
+    ).where(
+        tenant.owns(segment_members),
+        segment_members.c.segment_id == segment_id,
+        contacts.c.has_opted_out.is_(False),
+    )
 
 
 # -- who is watching ------------------------------------------------------------------
@@ -527,16 +529,8 @@ def _members(session: Session, *, user_id: int, segment_id: int) -> set[int]:
         return _filter_members(
             session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
         )
-    query = (
-        select(segment_members.c.contact_id)
-        .select_from(
-            tenant.join(segment_members, contacts, contacts.c.id == segment_members.c.contact_id)
-        )
-        .where(
-            tenant.owns(segment_members),
-            segment_members.c.segment_id == segment_id,
-            contacts.c.has_opted_out.is_(False),
-        )
+    query = _listed_members(
+        select(segment_members.c.contact_id), user_id=user_id, segment_id=segment_id
     )
     return set(session.execute(query).scalars())
 
