@@ -74,9 +74,9 @@ TRANSLATIONS := src/segmenti/web/translations
 messages: install
 	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords N_ --add-comments Translators: \
 		--project Segmenti --version "" --copyright-holder "" --msgid-bugs-address "" \
-		--no-wrap --sort-by-file --output-file $(TRANSLATIONS)/messages.pot src/segmenti/web
+		--no-wrap --sort-by-file --add-location=file --output-file $(TRANSLATIONS)/messages.pot src/segmenti/web
 	$(BIN)/pybabel update --input-file $(TRANSLATIONS)/messages.pot --output-dir $(TRANSLATIONS) \
-		--domain messages --no-wrap --ignore-obsolete
+		--domain messages --no-wrap --ignore-obsolete --previous
 	$(BIN)/pytest -q tests/web/test_catalogs.py
 
 clean:
