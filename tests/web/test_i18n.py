@@ -8,12 +8,19 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
 
 from segmenti import errors
+from segmenti.checks import check_parameters
+from segmenti.contacts import forms as contact_forms
+from segmenti.forms import parse_choice
+from segmenti.paging import Page
+from segmenti.segments import service as segments_service
+from segmenti.segments.forms import filter_from_rows
 from segmenti.settings import Settings
 from segmenti.web import i18n, messages, pages
 from tests.conftest import User
@@ -346,3 +353,107 @@ def test_every_error_title_has_words_in_the_catalogs() -> None:
 @pytest.mark.parametrize("sentence", messages.SENTENCES)
 def test_every_fixed_sentence_is_translated(sentence: str) -> None:
     assert messages.translate(i18n.language("it", "UTC"), sentence) not in (None, sentence)
+
+
+def _raised(make: Callable[[], object]) -> str:
+    with pytest.raises(errors.SegmentiError) as caught:
+        make()
+    detail = caught.value.detail
+    assert detail
+    return detail
+
+
+def _rows(*rows: tuple[str, str, str], countries: list[str] | None = None) -> object:
+    return filter_from_rows(
+        [(index, *row) for index, row in enumerate(rows)],
+        countries=countries,
+        continents=None,
+        max_conditions=3,
+    )
+
+
+# Errors the dashboard's forms can meet, raised by the real services: each one's English
+# must be matched by the message table, so a reworded service message fails here rather
+# than showing English on an Italian page.
+SERVICE_ERRORS: list[tuple[str, Callable[[], object], str]] = [
+    ("not a number", lambda: _rows(("age", "bigger_than", "old")), "deve essere un numero"),
+    ("key too long", lambda: _rows(("k" * 65, "exact", "x")), "deve avere da 1 a 64"),
+    ("value too long", lambda: _rows(("k", "exact", "v" * 600)), "al massimo 512"),
+    ("NUL in a key", lambda: _rows(("k\x00", "exact", "v")), "caratteri NUL"),
+    ("too many conditions", lambda: _rows(*[("k", "exact", "v")] * 4), "al massimo 3 condizioni"),
+    ("unknown condition", lambda: _rows(("k", "near", "v")), "condizione sconosciuta"),
+    ("unknown country", lambda: _rows(countries=["XX"]), "sconosciut"),
+    ("bad phone", lambda: contact_forms.phone_number("12"), "numero di telefono '12'"),
+    ("long name", lambda: contact_forms.contact_name("n" * 300), "deve avere da 0 a 256"),
+    (
+        "key with a space",
+        lambda: check_parameters([("custom_parameter_key[0]", " plan", "pro")]),
+        "non deve iniziare",
+    ),
+    (
+        "bad bulk numbers",
+        lambda: segments_service.normalize_bulk(["12", "+39 333 123 4567"], limit=10),
+        "I primi: #1 '12': manca il prefisso internazionale",
+    ),
+    (
+        "too many bulk numbers",
+        lambda: segments_service.normalize_bulk(["+39 333 123 4567", "+39 333 123 4568"], limit=1),
+        "al massimo 1 numeri",
+    ),
+    ("bad ids", lambda: segments_service.parse_contacts_ids(["x"]), "interi positivi"),
+    ("no ids", lambda: segments_service.parse_contacts_ids([""]), "almeno un id"),
+    ("bad page", lambda: Page.parse("0", None), "deve essere un intero da 1"),
+    ("bad page size", lambda: Page.parse(None, "7"), "deve essere uno tra"),
+    ("bad type", lambda: parse_choice("type", "x", ("filter",), None), "deve essere uno tra"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "italian"),
+    [pytest.param(make, italian, id=name) for name, make, italian in SERVICE_ERRORS],
+)
+def test_service_errors_reach_an_italian_page_translated(
+    make: Callable[[], object], italian: str
+) -> None:
+    english = _raised(make)
+    translated = messages.translate(i18n.language("it", "UTC"), english)
+    assert translated is not None, f"no translation for {english!r}"
+    assert italian in translated, translated
+    assert messages.translate(i18n.language("en", "UTC"), english) == english
+
+
+@pytest.mark.parametrize(
+    ("body", "italian"),
+    [
+        (b"", "il file è vuoto"),
+        (b"name,plan\nAda,pro\n", "l'intestazione non ha la colonna phone_number"),
+        (b"phone_number\n+393331234567\n\xff\xfe\n", "il file non è testo UTF-8"),
+    ],
+)
+def test_import_errors_are_shown_in_italian(alice: User, body: bytes, italian: str) -> None:
+    token = sign_in(alice)
+    response = alice.client.post(
+        "/contacts/import",
+        headers=ITALIAN,
+        data={"csrf_token": token},
+        files={"file": ("contacts.csv", body, "text/csv")},
+    )
+    assert response.status_code == 400
+    error = re.search(
+        r'<p class="notice error" role="alert" id="file-error"([^>]*)>([^<]*)', response.text
+    )
+    assert error and 'lang="en"' not in error[1]
+    assert italian in html.unescape(error[2])
+
+
+def test_an_error_the_table_does_not_know_is_shown_in_english_marked_as_such(
+    alice: User,
+) -> None:
+    sign_in(alice)
+    response = alice.client.get("/segments?results_per_page=abc", headers=ITALIAN)
+    assert response.status_code == 400
+    page = html.unescape(response.text)
+    assert "<h1>Parametro non valido</h1>" in page
+    english = i18n.language("it", "UTC")
+    unknown = errors.Invalid("a message no pattern knows")
+    assert messages.translate(english, unknown.detail or "") is None

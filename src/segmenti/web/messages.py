@@ -53,6 +53,7 @@ ERROR_TITLES = (
     N_("Service unavailable"),
     N_("Query took too long"),
     N_("Import stopped"),
+    N_("Invalid file"),
 )
 
 # Fixed sentences of the services and the dashboard's own errors.
@@ -80,6 +81,10 @@ SENTENCES = (
     N_("has_opted_out: must be 1/0, true/false or yes/no"),
     N_("NUL characters are not allowed"),
 )
+
+# Where an entry of a list of bad ones was (`line 3: ...` of an import's invalid rows).
+LINE = N_("line %(line)s")
+_LISTED_LINE = re.compile(r"^line (?P<line>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,26 @@ PATTERNS = (
         N_("a filter takes at most %(high)s conditions, got %(got)s"),
     ),
     _pattern(
+        rf"^{_FIELD}: unknown ISO 3166-1 alpha-2 country {_QUOTED}$",
+        N_("%(field)s: unknown country %(value)s (an ISO 3166-1 alpha-2 code)"),
+    ),
+    _pattern(
+        rf"^{_FIELD}: unknown continent \(AF, AN, AS, EU, NA, OC, SA\) {_QUOTED}$",
+        N_("%(field)s: unknown continent %(value)s (AF, AN, AS, EU, NA, OC, SA)"),
+    ),
+    _pattern(
+        r"^(?P<reason>.+): nothing was written$",
+        N_("%(reason)s: nothing was written"),
+    ),
+    _pattern(
+        r"^(?P<reason>.+): (?P<batches>\d+) batch\(es\) were committed, covering lines 2 to "
+        r"(?P<line>\d+); the rest was not written$",
+        N_(
+            "%(reason)s: %(batches)s batch(es) were committed, covering lines 2 to %(line)s; "
+            "the rest was not written"
+        ),
+    ),
+    _pattern(
         rf"^{_FIELD}: unknown condition {_QUOTED}; allowed: (?P<allowed>.*)$",
         N_("%(field)s: unknown condition %(value)s; allowed: %(allowed)s"),
     ),
@@ -216,5 +241,21 @@ def translate(language: Language, english: str) -> str | None:
             values["condition"] = language.gettext(words) if words else values["condition"]
         if "reason" in values:
             values["reason"] = translate(language, values["reason"]) or values["reason"]
+        if "listed" in values:
+            values["listed"] = _translate_listed(language, values["listed"])
         return sentence % values
     return None
+
+
+def _translate_listed(language: Language, listed: str) -> str:
+    """The first bad entries of an error (`#2 '12': not a valid phone number; ...`,
+    `line 3: phone_number: ...`), each one's reason translated where the catalog can."""
+    entries = []
+    for entry in listed.split("; "):
+        where, _, reason = entry.partition(": ")
+        line = _LISTED_LINE.match(where)
+        if line is not None:
+            where = language.gettext(LINE) % {"line": line["line"]}
+        reason = translate(language, reason) or reason if reason else reason
+        entries.append(f"{where}: {reason}" if reason else where)
+    return "; ".join(entries)
