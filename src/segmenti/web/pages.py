@@ -81,19 +81,25 @@ def local_path(target: str | None, default: str = "/segments") -> str:
 
 
 def _script_message_ids() -> tuple[str, ...]:
-    """The messages static/app.js asks `gettext` for, read from the script itself with
-    Babel's extractor (the same one `make messages` runs), so the two cannot drift."""
-    with (HERE / "static" / "app.js").open("rb") as script:
-        found = extract.extract("javascript", script, keywords={"gettext": None})
-        return tuple(dict.fromkeys(str(message) for _line, message, _c, _x in found))
+    """The messages the dashboard's scripts (static/*.js) ask `gettext` for, read from
+    the scripts with Babel's extractor (the one `make messages` runs), so the words a
+    page hands them and the words they use cannot drift apart."""
+    found: dict[str, None] = {}
+    for path in sorted((HERE / "static").rglob("*.js")):
+        with path.open("rb") as script:
+            for _line, message, _comments, _context in extract.extract(
+                "javascript", script, keywords={"gettext": None}
+            ):
+                found.setdefault(str(message), None)
+    return tuple(found)
 
 
 SCRIPT_MESSAGE_IDS = _script_message_ids()
 
 
 def script_messages(language: i18n.Language) -> dict[str, str]:
-    """static/app.js's words in `language`: rendered as a JSON block (`tojson`), never
-    into script text."""
+    """The scripts' words in `language`: base.html renders them as a JSON block
+    (`tojson`) that the scripts read, never into script text."""
     return {message: language.gettext(message) for message in SCRIPT_MESSAGE_IDS}
 
 
