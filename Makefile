@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-pg pg-start pg-stop lint format bench docs clean
+.PHONY: install run test test-pg pg-start pg-stop lint format bench docs messages clean
 
 install: $(STAMP)
 
@@ -63,6 +63,21 @@ bench: install
 # broken link would pass.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The dashboard's translations (docs/dashboard.md, "Translating"): extract every message
+# of the web layer into messages.pot, merge it into each language's messages.po (new
+# messages empty, near matches marked fuzzy), then check them: the catalog test lists
+# what is still missing, empty or fuzzy. The .po files are compiled when the server
+# starts, so there is no compiled file to keep up to date.
+TRANSLATIONS := src/segmenti/web/translations
+
+messages: install
+	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords N_ --add-comments Translators: \
+		--project Segmenti --version "" --copyright-holder "" --msgid-bugs-address "" \
+		--no-wrap --sort-by-file --add-location=file --output-file $(TRANSLATIONS)/messages.pot src/segmenti/web
+	$(BIN)/pybabel update --input-file $(TRANSLATIONS)/messages.pot --output-dir $(TRANSLATIONS) \
+		--domain messages --no-wrap --ignore-obsolete --previous
+	$(BIN)/pytest -q tests/web/test_catalogs.py
 
 clean:
 	rm -rf $(VENV) var build .pytest_cache .mypy_cache .ruff_cache

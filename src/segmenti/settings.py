@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 
@@ -37,6 +38,11 @@ class Settings:
     random key is made once and kept in the file `secret_key` beside the SQLite database
     (`./var/` by default, and for PostgreSQL). Set it when several hosts serve one
     database, or sessions signed on one host are refused by the others."""
+
+    display_timezone: str = "Europe/Rome"
+    """Time zone the dashboard shows times in (an IANA name: `Europe/Rome`, `UTC`,
+    `America/New_York`), with the zone's abbreviation beside each time. The API and the
+    CLI keep UTC."""
 
     session_cookie_secure: bool = False
     """Mark the dashboard's session cookie Secure (sent over HTTPS only). Set it when the
@@ -129,6 +135,13 @@ class Settings:
         for name in ("statement_timeout_seconds", "cli_statement_timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SEGMENTI_{name.upper()} must be 0 (no limit) or more")
+        try:
+            ZoneInfo(self.display_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "SEGMENTI_DISPLAY_TIMEZONE must be an IANA time zone (Europe/Rome, UTC), "
+                f"got {self.display_timezone[:64]!r}"
+            ) from None
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(
                 f"SEGMENTI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"

@@ -191,8 +191,18 @@ def test_every_api_route_refuses_a_missing_or_revoked_key(
             assert answer.json()["errors"][0]["status"] == "401"
 
 
-# Dashboard routes that are not about a user's data (or change the session itself).
-NOT_TENANT_DATA = ("/health", "/ready", "/metrics", "/docs", "/sign-in", "/sign-out", "/static")
+# Dashboard routes that are not about a user's data (or change the session itself, or
+# the language cookie).
+NOT_TENANT_DATA = (
+    "/health",
+    "/ready",
+    "/metrics",
+    "/docs",
+    "/sign-in",
+    "/sign-out",
+    "/static",
+    "/language",
+)
 FORM_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

@@ -551,7 +551,7 @@ def test_the_import_page_imports_and_reports_bad_rows(alice: User, bob: User) ->
     )
     assert response.status_code == 200, response.text
     page = html.unescape(response.text)
-    assert "Created</th><td>2<" in page and "Invalid (not imported)</th><td>1<" in page
+    assert "Contacts created</th><td>2<" in page and "Invalid (not imported)</th><td>1<" in page
     assert "<td>3</td>" in page  # the bad row's line number
     assert alice.total(segment_id) == 1
     contacts = alice.get("/api/contacts").json()["data"]

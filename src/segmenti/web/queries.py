@@ -14,10 +14,11 @@ from segmenti.db.engine import Database
 from segmenti.segments import service
 from segmenti.settings import Settings
 from segmenti.web.forms import SegmentForm
+from segmenti.web.i18n import N_
 
 _WAITING_FOR = {
-    "bulk": "Enter phone numbers to see who would be in it.",
-    "custom": "Enter contact ids to see who would be in it.",
+    "bulk": N_("Enter phone numbers to see who would be in it."),
+    "custom": N_("Enter contact ids to see who would be in it."),
 }
 
 

@@ -8,7 +8,6 @@ the field its `parameter` names, in the API's words.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -25,9 +24,10 @@ from segmenti.paging import Page
 from segmenti.segments import members
 from segmenti.segments import service as segments_service
 from segmenti.settings import Settings
-from segmenti.web import queries, sessions
+from segmenti.web import i18n, queries, sessions
 from segmenti.web.forms import ContactForm, SegmentForm
-from segmenti.web.pages import pager, redirect, render
+from segmenti.web.i18n import N_
+from segmenti.web.pages import local_path, pager, redirect, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -53,17 +53,26 @@ def _page(request: Request) -> Page:
     return Page.parse(query.get("page") or None, query.get("results_per_page") or None)
 
 
-def _safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path of this site only (never `//elsewhere`)."""
-    if not target or not target.startswith("/") or target.startswith("//"):
-        return "/segments"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or "\\" in target:
-        return "/segments"
-    return target
-
-
 # -- signing in ---------------------------------------------------------------------
+
+
+@router.get("/language/{code}")
+def switch_language(code: str, request: Request) -> Response:
+    """The language switcher: remembers the choice in a cookie and goes back to the page
+    it was pressed on (a path of this site only). An unsupported code changes nothing."""
+    response = redirect(local_path(request.query_params.get("next"), "/"))
+    language = i18n.supported(code)
+    if language is not None:
+        response.set_cookie(
+            i18n.COOKIE,
+            language,
+            max_age=i18n.COOKIE_DAYS * 24 * 3600,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=_settings(request).session_cookie_secure,
+        )
+    return response
 
 
 @router.get("/")
@@ -73,17 +82,17 @@ def home(request: Request) -> Response:
 
 @router.get("/sign-in")
 def sign_in_page(request: Request) -> Response:
-    return render(request, "sign_in.html", {"next": _safe_next(request.query_params.get("next"))})
+    return render(request, "sign_in.html", {"next": local_path(request.query_params.get("next"))})
 
 
 @router.post("/sign-in")
 def sign_in(request: Request, pairs: list[tuple[str, str]] = posted) -> Response:
     fields = dict(pairs)
     api_key = fields.get("api_key", "").strip()
-    target = _safe_next(fields.get("next"))
+    target = local_path(fields.get("next"))
     try:
         if not api_key:
-            raise errors.Unauthorized("enter an API key", parameter="api_key")
+            raise errors.Unauthorized(N_("enter an API key"), parameter="api_key")
         sessions.sign_in(request, database(request), api_key)
     except errors.Unauthorized as exc:
         # Only a failed attempt counts, against its address: others' failures never
@@ -205,7 +214,7 @@ def _save_segment(
         )
     except (errors.Invalid, errors.Conflict, errors.ServiceUnavailable) as exc:
         return _segment_form_page(request, viewer, form, segment=segment, error=exc)
-    sessions.flash(request, "Segment saved.")
+    sessions.flash(request, N_("Segment saved."))
     return redirect(f"/segments/{segment_id}")
 
 
@@ -297,7 +306,7 @@ def segment_delete(
 ) -> Response:
     with database(request).write() as session:
         segments_service.delete_segment(session, user_id=viewer.user_id, segment_id=segment_id)
-    sessions.flash(request, "Segment deleted.")
+    sessions.flash(request, N_("Segment deleted."))
     return redirect("/segments")
 
 
@@ -363,7 +372,7 @@ def _save_contact(
                 )
     except (errors.Invalid, errors.Conflict) as exc:
         return _contact_form_page(request, viewer, form, contact=contact, error=exc)
-    sessions.flash(request, "Contact saved.")
+    sessions.flash(request, N_("Contact saved."))
     return redirect("/contacts")
 
 
@@ -403,7 +412,7 @@ async def contacts_import_upload(request: Request, viewer: Viewer = signed_in) -
         upload = form.get("file")
         context: dict[str, Any] = {}
         if not isinstance(upload, UploadFile) or not upload.filename:
-            context["error"] = errors.Invalid("choose a CSV file to import", parameter="file")
+            context["error"] = errors.Invalid(N_("choose a CSV file to import"), parameter="file")
         else:
             try:
                 context["report"] = await run_in_threadpool(
@@ -457,5 +466,5 @@ def contact_delete(
 ) -> Response:
     with database(request).write() as session:
         contacts_service.delete_contact(session, user_id=viewer.user_id, contact_id=contact_id)
-    sessions.flash(request, "Contact deleted.")
+    sessions.flash(request, N_("Contact deleted."))
     return redirect("/contacts")

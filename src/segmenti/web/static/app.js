@@ -5,6 +5,21 @@
 "use strict";
 
 (function () {
+  // The page's words for this script, translated by the server into a JSON block
+  // (base.html): text, never markup or code. `make messages` extracts the gettext
+  // calls below into the catalogs.
+  const MESSAGES = (function () {
+    const node = document.getElementById("script-messages");
+    try {
+      return node ? JSON.parse(node.textContent) : {};
+    } catch (error) {
+      return {};
+    }
+  })();
+  function gettext(message) {
+    return Object.prototype.hasOwnProperty.call(MESSAGES, message) ? MESSAGES[message] : message;
+  }
+
   // The same ids as pages.field_id(): "filters_x[2]" -> "f-filters_x-2".
   function fieldId(parameter) {
     return "f-" + parameter.replace(/\[\]$/, "").replace(/[^A-Za-z0-9_]+/g, "-").replace(/^-+|-+$/g, "");
@@ -122,7 +137,9 @@
           if (status && summary) status.textContent = summary.textContent.replace(/\s+/g, " ").trim();
         })
         .catch(function (error) {
-          if (error.name !== "AbortError" && button) button.hidden = false;
+          if (error.name === "AbortError") return;
+          if (button) button.hidden = false;
+          if (status) status.textContent = gettext("The count could not be updated: press “Update the count”.");
         })
         .finally(function () {
           if (panel) panel.setAttribute("aria-busy", "false");
