@@ -10,8 +10,8 @@ Contacts (docs/import-export.md, "Demo data", says what and why):
   * most in Italy, some in France, the UK, Sweden, the US, Canada and Australia, each
     with a name from its own country and a city that matches its number;
   * numbers from ranges the regulators reserve for fiction where a country has one that
-    libphonenumber accepts, so a demo list sent by mistake reaches nobody (`AREAS`);
-    Italy has none: see `_ITALY`;
+    libphonenumber accepts, so a demo list sent by mistake reaches nobody (the
+    `NumberBlock`s of `MARKETS`); Italy has none: see `_ITALY`;
   * custom parameters a shop keeps: plan, city, language, signup_date,
     last_purchase_date, total_spent, loyalty_tier, consent_source; about 4% opted out.
   * the first contacts are a fixed cast (`CAST`), so every catalogue segment has members
