@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/bench_import.py [--contacts 1000000] [--segments 0] [--seed 1]
 
-Writes a CSV of demo contacts (`segmenti.demo`, five custom parameters, some missing)
-into a temporary directory, makes a fresh SQLite database and user, and times the real
-command in its own process: start-up, migrations, reading, normalizing, writing and
-committing every batch. Reports rows/s and the import process's peak RSS (from
+Writes a CSV of generated contacts (`bench/demo_data.py`, frozen; five custom parameters,
+some missing) into a temporary directory, makes a fresh SQLite database and user, and
+times the real command in its own process: start-up, migrations, reading, normalizing,
+writing and committing every batch. Reports rows/s and the import process's peak RSS (from
 wait4's rusage), which stays flat as the file grows because the file is streamed.
 With --segments N, the user first gets N demo filter segments, so every batch also
 keeps their counts exact. --sparse-keys K writes K parameter columns instead, three
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from segmenti import demo
+from bench import demo_data as demo
 from segmenti.contacts import csv_io, importer
 from segmenti.db import migrate
 from segmenti.db.engine import Database

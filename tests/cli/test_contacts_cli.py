@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -133,16 +134,17 @@ def test_demo_makes_a_user_with_contacts_and_exact_segments(
     env: dict[str, str], db: Database
 ) -> None:
     result = runner.invoke(
-        app, ["demo", "--contacts", "400", "--segments", "21", "--seed", "5", "--json"], env=env
-    )
+        app, ["demo", "--contacts", "400", "--seed", "5", "--today", "2026-12-01", "--json"],
+        env=env,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     made = json.loads(result.stdout)
-    assert (made["contacts"], made["segments"]) == (400, 21)
+    assert (made["contacts"], made["segments"]) == (400, len(demo.catalogue()))
     assert made["api_key"].startswith("sgk_")
     assert stale_counts(db, made["user_id"]) == {}
     exported = runner.invoke(app, ["contacts", "export", "--user", str(made["user_id"])], env=env)
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
-    expected = list(demo.contacts(400, seed=5))
+    expected = list(demo.contacts(400, seed=5, today=date(2026, 12, 1)))
     assert sorted(row["phone_number"] for row in rows) == sorted(c.phone.e164 for c in expected)
 
 
@@ -184,7 +186,7 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
 ) -> None:
     batch = 250
     source = tmp_path / "big.csv"
-    generated = list(demo.contacts(rows, seed=11))
+    generated = list(demo.contacts(rows, seed=11, today=date(2026, 12, 1)))
     _demo_csv(source, generated)
     by_reader = contacts_cli._File(source).parallel
     if rows == 75_000:
@@ -197,7 +199,7 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
         assert not by_reader
     expected = {c.phone.e164: len(c.custom_parameters) for c in generated}
     # Segments present, so every batch also adjusts counts.
-    segment_params = [s.params for s in demo.segments(12, seed=2)]
+    segment_params = [s.api_params() for s in demo.catalogue() if s.type == "filter"]
     with db.write() as session:
         for params in segment_params:
             create_segment(session, user_id=user_id, data=segment_input(Params.from_json(params),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +33,23 @@ runner = CliRunner()
 # every contact inside a scan of the parameters (seconds at this size, minutes at
 # 200,000: issue 12), and few enough to import in about a second.
 CONTACTS = 12_000
-AGE_OVER_40_IN_EU = {
-    "filters_custom_parameter_key": ["age"],
+SPENT_OVER_100_IN_EU = {
+    "filters_custom_parameter_key": ["total_spent"],
     "filters_custom_parameter_condition": ["bigger_than"],
-    "filters_custom_parameter_value": ["40"],
+    "filters_custom_parameter_value": ["100"],
     "filters_continents": ["EU"],
 }
-AGE_OVER_40_IN_IT_OR_US = {
-    "filters_custom_parameter_key": ["age"],
+SPENT_OVER_100_IN_IT_OR_US = {
+    "filters_custom_parameter_key": ["total_spent"],
     "filters_custom_parameter_condition": ["bigger_than"],
-    "filters_custom_parameter_value": ["40"],
+    "filters_custom_parameter_value": ["100"],
     "filters_countries": ["IT", "US"],
 }
+RUN_DATE = date(2026, 12, 1)
 
 
 def write_contacts(path: Path, count: int) -> list[demo.DemoContact]:
-    people = list(demo.contacts(count, seed=12))
+    people = list(demo.contacts(count, seed=12, today=RUN_DATE))
     keys = list(demo.PARAMETER_KEYS)
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -60,8 +62,8 @@ def write_contacts(path: Path, count: int) -> list[demo.DemoContact]:
 
 def expected(people: list[demo.DemoContact], params: dict[str, list[str]]) -> int:
     def holds(contact: demo.DemoContact) -> bool:
-        age = contact.custom_parameters.get("age")
-        if contact.has_opted_out or age is None or not float(age) > 40:
+        spent = contact.custom_parameters.get("total_spent")
+        if contact.has_opted_out or spent is None or not float(spent) > 100:
             return False
         if "filters_continents" in params:
             return contact.phone.continent_code in params["filters_continents"]
@@ -129,7 +131,7 @@ def test_a_filter_created_right_after_an_import_is_planned_on_statistics(
     assert {"contacts", "contact_parameters"} <= set(analyzes.tables)
 
     settings = Settings(database_url=empty_url, statement_timeout_seconds=20)
-    for params in (AGE_OVER_40_IN_EU, AGE_OVER_40_IN_IT_OR_US):
+    for params in (SPENT_OVER_100_IN_EU, SPENT_OVER_100_IN_IT_OR_US):
         spec = segment_input(Params.from_json({"name": "s", **params}), settings).filter
         assert spec is not None
         query = filters.count_sql(spec, user_id=user_id).compile(
@@ -152,8 +154,8 @@ def test_a_filter_created_right_after_an_import_is_planned_on_statistics(
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as client:
         headers = {"Authorization": f"Bearer {api_key}"}
-        for params in (AGE_OVER_40_IN_EU, AGE_OVER_40_IN_IT_OR_US):
-            made = client.post("/api/segments", json={"name": "over 40", **params}, headers=headers)
+        for params in (SPENT_OVER_100_IN_EU, SPENT_OVER_100_IN_IT_OR_US):
+            made = client.post("/api/segments", json={"name": "VIP", **params}, headers=headers)
             assert made.status_code == 201, made.text
             segment = client.get(f"/api/segments/{made.json()['data']['id']}", headers=headers)
             assert segment.json()["data"]["total_contacts"] == expected(people, params)
