@@ -135,6 +135,12 @@ class Tenant:
         return insert(table).values({TENANT_COLUMN[table]: self.user_id})
 
 
+def same_user(left: FromClause, right: FromClause) -> ColumnElement[bool]:
+    """`left`'s user is `right`'s: the correlation of a subquery on another tenant table
+    (work across tenants, whose outer statement is scoped to no one user)."""
+    return user_column(left) == user_column(right)
+
+
 def final_froms(statement: Select[Any]) -> Sequence[FromClause]:
     """`statement.get_final_froms()`, without compiling the statement to a string first
     (slow, and failing on constructs only a dialect renders, such as filters.py's)."""
