@@ -169,6 +169,12 @@ class Settings:
     events_retention_days: int = 30
     """Days membership events are kept (GET /api/events, replays)."""
 
+    snapshots_per_user: int = 100
+    """Most snapshots one user may keep; one more answers 400."""
+
+    snapshots_retention_days: int = 90
+    """Days a snapshot is kept; it is then deleted."""
+
     def __post_init__(self) -> None:
         for name in ("statement_timeout_seconds", "cli_statement_timeout_seconds"):
             if getattr(self, name) < 0:

@@ -23,6 +23,7 @@ PATH_IDS = {
     "segment_id": "segment",
     "contact_id": "contact",
     "webhook_id": "webhook",
+    "snapshot_id": "snapshot",
 }
 
 # Text only Bob ever sent: it may appear in no answer to Alice. (His parameter key is
@@ -48,10 +49,13 @@ def bobs(bob: User) -> dict[str, Any]:
         json={"url": "http://93.184.216.34/BOB-SECRET-NAME", "events": ["segment.contact_exited"]},
     )
     assert webhook.status_code == 201, webhook.text
+    snapshot = bob.post(f"/api/segments/{segment}/snapshots")
+    assert snapshot.status_code == 201, snapshot.text
     return {
         "contact": contact,
         "segment": segment,
         "webhook": webhook.json()["data"]["id"],
+        "snapshot": snapshot.json()["data"]["id"],
     }
 
 
@@ -149,7 +153,7 @@ def test_every_route_with_another_users_ids_shows_and_changes_nothing(
 ) -> None:
     alice.make_contact("+393331234501", name="alice's")
     bob_before = rows_of(db, bob.id)
-    missing = {"contact": MAX_ID, "segment": MAX_ID, "webhook": MAX_ID}
+    missing = {"contact": MAX_ID, "segment": MAX_ID, "webhook": MAX_ID, "snapshot": MAX_ID}
     for method, template in api_routes(app):
         targets_bob = "{" in template
         writes = method in ("POST", "PUT", "PATCH")
@@ -243,7 +247,7 @@ def test_every_dashboard_route_with_another_users_ids_shows_and_changes_nothing(
     token = FORM_TOKEN.search(client.get("/segments/new", headers=browser).text)
     assert token, "no form token on /segments/new"
     bob_before = rows_of(db, bob.id)
-    missing = {"contact": MAX_ID, "segment": MAX_ID, "webhook": MAX_ID}
+    missing = {"contact": MAX_ID, "segment": MAX_ID, "webhook": MAX_ID, "snapshot": MAX_ID}
     for method, template in routes:
         forms: list[dict[str, Any] | None] = [None]
         if method == "POST":

@@ -402,6 +402,9 @@ snapshots = Table(
     # No foreign key: a snapshot outlives its segment.
     Column("segment_id", Integer, nullable=False),
     Column("total_contacts", Integer, nullable=False),
+    # False while its members are being written (on SQLite, in chunks): not shown, and
+    # deleted by the retention pass if its writer died.
+    Column("complete", Boolean, nullable=False, server_default="0"),
     Column("datetime", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
     PrimaryKeyConstraint("user_id", "id", name="pk_snapshots"),

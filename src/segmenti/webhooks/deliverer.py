@@ -24,6 +24,7 @@ docs/security.md. Everything it writes for one webhook is scoped to that user.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -37,6 +38,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, aliased
 
+from segmenti import errors
 from segmenti.db.engine import Database
 from segmenti.db.tables import (
     events,
@@ -46,6 +48,7 @@ from segmenti.db.tables import (
     webhooks,
 )
 from segmenti.db.tenant import Tenant, across_tenants, same_user
+from segmenti.segments.snapshots import delete_snapshot
 from segmenti.settings import Settings
 from segmenti.timeutil import render
 from segmenti.webhooks import sender, signing
@@ -357,31 +360,45 @@ class Deliverer:
             self.purge()
 
     def purge(self) -> int:
-        """Deletes events and snapshots past their retention, in bounded chunks."""
+        """Deletes events past their retention, and expired snapshots (and any left
+        incomplete by a writer that died), in bounded chunks."""
         now = _now()
         removed = 0
         oldest_event = now - timedelta(days=self.settings.events_retention_days)
-        for table, column, limit in (
-            (events, events.c.datetime, oldest_event),
-            (snapshots, snapshots.c.expires_at, now),
-        ):
-            for _ in range(PURGE_ROUNDS):
-                with self.db.write() as session, across_tenants("retention spans every user"):
-                    keys = (
-                        select(table.c.user_id, table.c.id)
-                        .where(column < limit)
-                        .order_by(column)
-                        .limit(PURGE_CHUNK)
+        for _ in range(PURGE_ROUNDS):
+            with self.db.write() as session, across_tenants("retention spans every user"):
+                found = session.execute(
+                    select(events.c.user_id, events.c.id)
+                    .where(events.c.datetime < oldest_event)
+                    .order_by(events.c.datetime)
+                    .limit(PURGE_CHUNK)
+                ).all()
+                by_user: dict[int, list[int]] = {}
+                for owner, row_id in found:
+                    by_user.setdefault(owner, []).append(row_id)
+                for owner, ids in by_user.items():
+                    session.execute(Tenant(owner).delete(events).where(events.c.id.in_(ids)))
+            removed += len(found)
+            if len(found) < PURGE_CHUNK:
+                break
+        abandoned = now - timedelta(hours=1)
+        with self.db.read() as session, across_tenants("retention spans every user"):
+            expired = session.execute(
+                select(snapshots.c.user_id, snapshots.c.id)
+                .where(
+                    or_(
+                        snapshots.c.expires_at < now,
+                        (snapshots.c.complete.is_(False)) & (snapshots.c.datetime < abandoned),
                     )
-                    found = session.execute(keys).all()
-                    if not found:
-                        break
-                    by_user: dict[int, list[int]] = {}
-                    for owner, row_id in found:
-                        by_user.setdefault(owner, []).append(row_id)
-                    for owner, ids in by_user.items():
-                        session.execute(Tenant(owner).delete(table).where(table.c.id.in_(ids)))
-                    removed += len(found)
+                )
+                .limit(PURGE_ROUNDS)
+            ).all()
+        for owner, snapshot_id in expired:
+            with contextlib.suppress(errors.NotFound):  # deleted meanwhile
+                delete_snapshot(
+                    self.db, user_id=owner, snapshot_id=snapshot_id, incomplete_too=True
+                )
+            removed += 1
         return removed
 
 
