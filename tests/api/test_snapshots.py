@@ -7,9 +7,11 @@ import io
 from datetime import date
 from typing import Any
 
+from segmenti.contacts import service as contacts_service
 from segmenti.db.engine import Database
 from segmenti.db.tables import snapshots
 from segmenti.db.tenant import Tenant
+from segmenti.segments import snapshots as snapshots_service
 from segmenti.settings import Settings
 from segmenti.webhooks.deliverer import Deliverer
 from tests.conftest import User
@@ -129,3 +131,31 @@ def test_history_has_a_row_a_day_with_entries_and_exits(alice: User) -> None:
     assert (today["entered"], today["exited"]) == (4, 1)
     assert alice.get(f"/api/segments/{segment}/history?days=0").status_code == 400
     assert alice.get("/api/segments/999999/history").status_code == 404
+
+
+def test_a_chunked_snapshot_overtaken_by_a_write_starts_again_consistent(
+    alice: User, db: Database, settings: Settings, monkeypatch: Any
+) -> None:
+    """SQLite copies in chunks; a write between two chunks makes it start again, so the
+    snapshot is still the members at one moment."""
+    if db.engine.dialect.name != "sqlite":
+        return  # PostgreSQL copies in one statement
+    ids = [alice.make_contact(f"+39333123{n:04d}") for n in range(7)]
+    segment = alice.make_segment(**ITALY)
+    monkeypatch.setattr(snapshots_service, "CHUNK", 3)
+    real = snapshots_service._copy_chunk
+    calls: list[int] = []
+
+    def overtaken(*args: Any, **kwargs: Any) -> Any:
+        copied = real(*args, **kwargs)
+        calls.append(copied[0])
+        if len(calls) == 1:  # after the first chunk: a write moves a member out
+            with db.write() as session:
+                contacts_service.delete_contact(session, user_id=alice.id, contact_id=ids[6])
+        return copied
+
+    monkeypatch.setattr(snapshots_service, "_copy_chunk", overtaken)
+    snapshot = snapshot_of(alice, segment)
+    assert [m["contact_id"] for m in members_of(alice, snapshot)] == ids[:6]
+    assert alice.get(f"/api/snapshots/{snapshot}").json()["data"]["total_contacts"] == 6
+    assert calls[:2] == [3, 3] and len(calls) >= 4  # started again after the write

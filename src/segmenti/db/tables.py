@@ -401,7 +401,9 @@ snapshots = Table(
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     # No foreign key: a snapshot outlives its segment.
     Column("segment_id", Integer, nullable=False),
-    Column("total_contacts", Integer, nullable=False),
+    # How many members it froze (its `total_contacts` in the API; named apart from the
+    # segments' count, which only membership/counts.py writes).
+    Column("members_count", Integer, nullable=False),
     # False while its members are being written (on SQLite, in chunks): not shown, and
     # deleted by the retention pass if its writer died.
     Column("complete", Boolean, nullable=False, server_default="0"),

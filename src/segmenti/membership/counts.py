@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 from segmenti import metrics
 from segmenti.db.bulk import listed
 from segmenti.db.tables import contacts, segment_history, segment_members, segments, users
-from segmenti.db.tenant import Tenant
+from segmenti.db.tenant import Tenant, bound_tenant
 from segmenti.membership import filters
 from segmenti.membership.filters import ContactState
 from segmenti.timeutil import utcnow
@@ -607,18 +607,13 @@ def _write(
     _history(session, user_id=user_id, moved=moved, touched=set(totals or ()) | set(moved))
 
 
-def _history(
-    session: Session, *, user_id: int, moved: Mapping[int, int], touched: Collection[int]
-) -> None:
-    """Today's row of each segment written: its total now, and how many entered and
-    left (net per write). One upsert per segment, in the write's transaction."""
-    if not touched:
-        return
-    dialect = session.get_bind().dialect.name
+def _history_upsert(dialect: str) -> Any:
+    """Today's row of one segment: its total now, entries and exits added (a statement
+    per backend, built once: it runs on every write that changes a count)."""
     upsert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(segment_history)
     statement = upsert.from_select(
         ["user_id", "segment_id", "date", "total_contacts", "entered", "exited"],
-        Tenant(user_id)
+        bound_tenant()
         .select(
             segments.c.user_id,
             segments.c.id,
@@ -629,7 +624,7 @@ def _history(
         )
         .where(segments.c.id == bindparam("segment_id")),
     )
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["user_id", "segment_id", "date"],
         set_={
             "total_contacts": statement.excluded.total_contacts,
@@ -637,11 +632,24 @@ def _history(
             "exited": segment_history.c.exited + statement.excluded.exited,
         },
     )
+
+
+_HISTORY_UPSERT = {name: _history_upsert(name) for name in ("sqlite", "postgresql")}
+
+
+def _history(
+    session: Session, *, user_id: int, moved: Mapping[int, int], touched: Collection[int]
+) -> None:
+    """Today's row of each segment written: its total now, and how many entered and
+    left (net per write). One upsert per segment, in the write's transaction."""
+    if not touched:
+        return
     day = utcnow().date()
     session.execute(
-        statement,
+        _HISTORY_UPSERT[session.get_bind().dialect.name],
         [
             {
+                "user_id": user_id,
                 "segment_id": s,
                 "day": day,
                 "entered": max(moved.get(s, 0), 0),

@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import Integer, String, func, insert, literal, select, text
+from sqlalchemy import Integer, String, bindparam, func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from segmenti.db.bulk import listed
 from segmenti.db.tables import contacts, events, segments, webhooks
-from segmenti.db.tenant import Tenant
+from segmenti.db.tenant import Tenant, bound_tenant
 from segmenti.membership import counts
 from segmenti.timeutil import utcnow
 
@@ -40,13 +40,18 @@ _EVENTS_LOCK = 15
 _CHUNK = 10_000
 
 
+_BOUND = bound_tenant()
+_WEBHOOK_SEGMENTS = _BOUND.select(webhooks.c.segments_ids)
+_EVERY_SEGMENT = _BOUND.select(segments.c.id)
+
+
 def watched_segments(session: Session, *, user_id: int) -> Collection[int]:
     """The user's segments some webhook watches (every segment when one watches all)."""
-    tenant = Tenant(user_id)
+    user = {"user_id": user_id}
     named: set[int] = set()
-    for (segment_ids,) in session.execute(tenant.select(webhooks.c.segments_ids)):
+    for (segment_ids,) in session.execute(_WEBHOOK_SEGMENTS, user):
         if segment_ids is None:
-            return frozenset(session.execute(tenant.select(segments.c.id)).scalars())
+            return frozenset(session.execute(_EVERY_SEGMENT, user).scalars())
         named.update(int(s) for s in segment_ids)
     return named
 
@@ -61,8 +66,27 @@ class EventRecorder:
         record(session, moves)
 
 
+# One event of one contact: built once, executed for every small move (a contact write
+# moves it in or out of a few segments); statements cost more to build than to run.
+_ONE_EVENT = insert(events).from_select(
+    ["user_id", "type", "segment_id", "contact_id", "phone_number", "datetime"],
+    _BOUND.select(
+        bindparam("user_id", type_=Integer),
+        bindparam("type", type_=String),
+        bindparam("segment_id", type_=Integer),
+        contacts.c.id,
+        contacts.c.phone_number,
+        bindparam("now", type_=events.c.datetime.type),
+    ).where(contacts.c.id == bindparam("contact_id", type_=Integer)),
+)
+# Moves of one segment and direction above this many are written set-based.
+_SET_BASED = 200
+
+
 def record(session: Session, moves: counts.Moves) -> None:
-    """Writes one event per contact and segment moved, exits first, in contact order."""
+    """Writes one event per contact and segment moved, per segment exits first, in
+    contact order: a small move one prepared statement for all its rows, a large one
+    an INSERT ... SELECT per 10,000 contacts."""
     user_id = moves.user_id
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
@@ -71,8 +95,24 @@ def record(session: Session, moves: counts.Moves) -> None:
         )
     now = utcnow()
     for segment_id in sorted(set(moves.left) | set(moves.entered)):
+        small: list[dict[str, object]] = []
         for kind, moved in ((EXITED, moves.left), (ENTERED, moves.entered)):
             ids = sorted(moved.get(segment_id, ()))
+            if len(ids) <= _SET_BASED:
+                small.extend(
+                    {
+                        "user_id": user_id,
+                        "type": kind,
+                        "segment_id": segment_id,
+                        "contact_id": contact_id,
+                        "now": now,
+                    }
+                    for contact_id in ids
+                )
+                continue
+            if small:  # keep the order: what came before goes first
+                session.execute(_ONE_EVENT, small)
+                small = []
             for start in range(0, len(ids), _CHUNK):
                 _insert(
                     session,
@@ -82,6 +122,8 @@ def record(session: Session, moves: counts.Moves) -> None:
                     contact_ids=ids[start : start + _CHUNK],
                     now=now,
                 )
+        if small:
+            session.execute(_ONE_EVENT, small)
 
 
 def _insert(

@@ -25,17 +25,19 @@ from sqlalchemy.orm import Session
 
 from segmenti import errors
 from segmenti.contacts import csv_io
-from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
 from segmenti.db.tables import contacts, snapshot_members, snapshots
 from segmenti.db.tenant import Tenant
+from segmenti.membership import counts
 from segmenti.paging import Page
 from segmenti.segments.members import load_segment, members_where
 from segmenti.settings import Settings
 from segmenti.timeutil import render, utcnow
 
-# Members written per write transaction on SQLite (about a tenth of a second each).
-CHUNK = 50_000
+# Members written per write transaction on SQLite (a few tenths of a second each).
+CHUNK = 100_000
+# Restarts of a chunked copy that writes overtook, before the copy takes one transaction.
+ATTEMPTS = 2
 # Members deleted per write transaction when a snapshot goes (SQLite and PostgreSQL).
 DELETE_CHUNK = 50_000
 # CSV rows per page (each page read in its own short session).
@@ -46,7 +48,7 @@ def render_snapshot(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "segment_id": row.segment_id,
-        "total_contacts": row.total_contacts,
+        "total_contacts": row.members_count,
         "datetime": render(row.datetime),
         "expires_at": render(row.expires_at),
     }
@@ -55,7 +57,7 @@ def render_snapshot(row: Any) -> dict[str, Any]:
 _COLUMNS = (
     snapshots.c.id,
     snapshots.c.segment_id,
-    snapshots.c.total_contacts,
+    snapshots.c.members_count,
     snapshots.c.datetime,
     snapshots.c.expires_at,
 )
@@ -82,7 +84,7 @@ def create_snapshot(db: Database, *, user_id: int, segment_id: int, settings: Se
                 tenant.insert(snapshots)
                 .values(
                     segment_id=segment_id,
-                    total_contacts=0,
+                    members_count=0,
                     complete=False,
                     datetime=now,
                     expires_at=now + timedelta(days=settings.snapshots_retention_days),
@@ -104,7 +106,7 @@ def create_snapshot(db: Database, *, user_id: int, segment_id: int, settings: Se
         session.execute(
             tenant.update(snapshots)
             .where(snapshots.c.id == snapshot_id)
-            .values(total_contacts=total, complete=True)
+            .values(members_count=total, complete=True)
         )
     return snapshot_id
 
@@ -153,17 +155,88 @@ def _copy_in_one_statement(db: Database, *, user_id: int, segment_id: int, to: i
 
 
 def _copy_in_chunks(db: Database, *, user_id: int, segment_id: int, to: int) -> int:
-    total = 0
-    statement = insert(snapshot_members)
-    columns = ["snapshot_id", "contact_id", "user_id", "phone_number", "name", "country_code"]
-    with db.read() as reader:
-        query = _members(reader, user_id=user_id, segment_id=segment_id)
-        for chunk in reader.execute(query.execution_options(yield_per=CHUNK)).partitions():
-            rows = [(to, r.id, user_id, r.phone_number, r.name, r.country_code) for r in chunk]
-            with db.write() as writer:
-                BulkWriter(writer).executemany(statement, columns, rows)
-            total += len(rows)
-    return total
+    """SQLite: an INSERT ... SELECT per chunk of members in contact id order, each its
+    own short write transaction. Consistent as one read: every chunk checks, under the
+    write lock, that no contact of the user and no segment was written since the first
+    (the user's versions, `counts.Snapshot`); if one was, the copy starts again, and
+    after `ATTEMPTS` such restarts the rest is copied in one transaction."""
+    for attempt in range(ATTEMPTS + 1):
+        with db.read() as session:
+            versions = counts.snapshot(session, user_id=user_id)
+        copied, after = 0, 0
+        try:
+            last_attempt = attempt == ATTEMPTS
+            while True:
+                added, after = _copy_chunk(
+                    db,
+                    versions,
+                    user_id=user_id,
+                    segment_id=segment_id,
+                    to=to,
+                    after=after,
+                    limit=None if last_attempt else CHUNK,
+                )
+                copied += added
+                if last_attempt or added < CHUNK:
+                    return copied
+        except counts.StaleCount:
+            delete_members_in_chunks(db, user_id=user_id, snapshot_id=to)
+    raise AssertionError("unreachable: the last attempt copies in one transaction")
+
+
+def _copy_chunk(
+    db: Database,
+    versions: counts.Snapshot,
+    *,
+    user_id: int,
+    segment_id: int,
+    to: int,
+    after: int,
+    limit: int | None,
+) -> tuple[int, int]:
+    """Copies the members past contact `after` (at most `limit`) in one write
+    transaction, if `versions` still hold; returns how many, and the last contact id
+    copied (`after` when none)."""
+    with db.write() as session:
+        versions.check(session, user_id=user_id, segments_too=True)
+        return _copy_rows(
+            session, user_id=user_id, segment_id=segment_id, to=to, after=after, limit=limit
+        )
+
+
+def _copy_rows(
+    session: Session, *, user_id: int, segment_id: int, to: int, after: int, limit: int | None
+) -> tuple[int, int]:
+    members = _members(session, user_id=user_id, segment_id=segment_id).where(contacts.c.id > after)
+    if limit is not None:
+        members = members.limit(limit)
+    rows = members.subquery()
+    session.execute(
+        insert(snapshot_members).from_select(
+            ["snapshot_id", "contact_id", "user_id", "phone_number", "name", "country_code"],
+            select(
+                literal(to),
+                rows.c.id,
+                literal(user_id),
+                rows.c.phone_number,
+                rows.c.name,
+                rows.c.country_code,
+            ),
+        )
+    )
+    last = session.execute(
+        Tenant(user_id)
+        .select(func.max(snapshot_members.c.contact_id))
+        .where(snapshot_members.c.snapshot_id == to)
+    ).scalar_one()
+    if last is None or last <= after:
+        return 0, after
+    added = session.execute(
+        Tenant(user_id)
+        .select(func.count(snapshot_members.c.contact_id))
+        .where(snapshot_members.c.snapshot_id == to, snapshot_members.c.contact_id > after)
+    ).scalar_one()
+    return int(added), int(last)
 
 
 # -- reading --------------------------------------------------------------------------
@@ -258,7 +331,7 @@ def list_members(
     rows = session.execute(query.limit(page.size + 1)).all()
     return MemberPage(
         rows=[dict(row._mapping) for row in rows[: page.size]],
-        total=int(snapshot.total_contacts),
+        total=int(snapshot.members_count),
         has_more=len(rows) > page.size,
     )
 
