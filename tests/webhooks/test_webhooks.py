@@ -299,3 +299,23 @@ def test_erase_removes_the_contact_from_events(alice: User) -> None:
     erased = alice.make_contact("+393331230002")
     assert alice.delete(f"/api/contacts/{erased}?erase=1").status_code == 204
     assert {e["contact_id"] for e in events_of(alice)} == {kept}
+
+
+def test_the_deliver_command_sends_what_is_due(alice: User, settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from segmenti.cli import app
+
+    with receiving() as receiver:
+        _, receiver.secret = make_webhook(alice, receiver.url)
+        alice.make_segment(filters_countries=["IT"])
+        alice.make_contact("+393331230001")
+        env = {
+            "SEGMENTI_DATABASE_URL": settings.database_url,
+            "SEGMENTI_WEBHOOKS_ALLOW_PRIVATE": "1",
+            "SEGMENTI_WEBHOOK_ENCRYPTION_KEY": settings.webhook_encryption_key,
+        }
+        result = CliRunner().invoke(app, ["deliver", "--once"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "1 delivery attempts made" in result.output
+        assert len(receiver.events()) == 1
