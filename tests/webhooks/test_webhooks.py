@@ -319,3 +319,30 @@ def test_the_deliver_command_sends_what_is_due(alice: User, settings: Settings) 
         assert result.exit_code == 0, result.output
         assert "1 delivery attempts made" in result.output
         assert len(receiver.events()) == 1
+
+
+def test_retention_deletes_old_events_and_finished_deliveries(
+    alice: User, db: Database, settings: Settings
+) -> None:
+    from datetime import datetime
+
+    from segmenti.db.tables import events, webhook_attempts, webhook_deliveries
+
+    with receiving() as receiver:
+        webhook_id, receiver.secret = make_webhook(alice, receiver.url)
+        alice.make_segment(filters_countries=["IT"])
+        alice.make_contact("+393331230001")
+        Deliverer(db, settings).run_once()
+        alice.make_contact("+393331230002")  # recent: kept
+    long_ago = datetime(2000, 1, 1)
+    tenant = Tenant(alice.id)
+    with db.write() as session:
+        oldest = session.execute(tenant.select(events.c.id).order_by(events.c.id)).scalars().first()
+        session.execute(
+            tenant.update(events).where(events.c.id == oldest).values(datetime=long_ago)
+        )
+        session.execute(tenant.update(webhook_attempts).values(datetime=long_ago))
+        session.execute(tenant.update(webhook_deliveries).values(datetime=long_ago))
+    assert Deliverer(db, settings).purge() == 3
+    assert len(events_of(alice)) == 1
+    assert alice.get(f"/api/webhooks/{webhook_id}/deliveries").json()["data"] == []

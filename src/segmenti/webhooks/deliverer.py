@@ -364,23 +364,18 @@ class Deliverer:
         incomplete by a writer that died), in bounded chunks."""
         now = _now()
         removed = 0
-        oldest_event = now - timedelta(days=self.settings.events_retention_days)
-        for _ in range(PURGE_ROUNDS):
-            with self.db.write() as session, across_tenants("retention spans every user"):
-                found = session.execute(
-                    select(events.c.user_id, events.c.id)
-                    .where(events.c.datetime < oldest_event)
-                    .order_by(events.c.datetime)
-                    .limit(PURGE_CHUNK)
-                ).all()
-                by_user: dict[int, list[int]] = {}
-                for owner, row_id in found:
-                    by_user.setdefault(owner, []).append(row_id)
-                for owner, ids in by_user.items():
-                    session.execute(Tenant(owner).delete(events).where(events.c.id.in_(ids)))
-            removed += len(found)
-            if len(found) < PURGE_CHUNK:
-                break
+        # Events, and the deliveries and attempts that are done with, as old as that.
+        oldest = now - timedelta(days=self.settings.events_retention_days)
+        for table, old in (
+            (events, events.c.datetime < oldest),
+            (webhook_attempts, webhook_attempts.c.datetime < oldest),
+            (
+                webhook_deliveries,
+                (webhook_deliveries.c.datetime < oldest)
+                & (webhook_deliveries.c.status != "pending"),
+            ),
+        ):
+            removed += self._purge_rows(table, old)
         abandoned = now - timedelta(hours=1)
         with self.db.read() as session, across_tenants("retention spans every user"):
             expired = session.execute(
@@ -399,6 +394,25 @@ class Deliverer:
                     self.db, user_id=owner, snapshot_id=snapshot_id, incomplete_too=True
                 )
             removed += 1
+        return removed
+
+    def _purge_rows(self, table: Any, expired: Any) -> int:
+        """Deletes `table`'s `expired` rows, PURGE_CHUNK a transaction, at most
+        PURGE_ROUNDS transactions a pass."""
+        removed = 0
+        for _ in range(PURGE_ROUNDS):
+            with self.db.write() as session, across_tenants("retention spans every user"):
+                found = session.execute(
+                    select(table.c.user_id, table.c.id).where(expired).limit(PURGE_CHUNK)
+                ).all()
+                by_user: dict[int, list[int]] = {}
+                for owner, row_id in found:
+                    by_user.setdefault(owner, []).append(row_id)
+                for owner, ids in by_user.items():
+                    session.execute(Tenant(owner).delete(table).where(table.c.id.in_(ids)))
+            removed += len(found)
+            if len(found) < PURGE_CHUNK:
+                break
         return removed
 
 
