@@ -32,3 +32,8 @@ note
 # html.parser.HTMLParser's callbacks (tests/web/test_pages.py).
 handle_starttag
 handle_endtag
+
+# http.server's hooks and flag (tests/webhooks/receiver.py, a webhook receiver).
+log_message
+do_POST
+daemon_threads

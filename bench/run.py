@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from bench import data, http_client
+from bench import bench_events, data, http_client
 from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -190,6 +190,9 @@ class Server:
         assert executable, "segmenti is not installed in this environment (make install)"
         env = {**os.environ, "SEGMENTI_DATABASE_URL": database_url}
         env["SEGMENTI_LOG_LEVEL"] = "warning"
+        # bench_events: webhooks to a receiver on loopback, delivered by its own deliverer.
+        env["SEGMENTI_WEBHOOKS_ALLOW_PRIVATE"] = "1"
+        env["SEGMENTI_DELIVERER_IN_SERVE"] = "0"
         self.process = subprocess.Popen(
             [executable, "serve", "--host", HOST, "--port", str(self.port)],
             env=env,
@@ -856,6 +859,22 @@ def main() -> None:
                         client, db, user_id=user_id, reps=max(100, args.reps), naive_reps=2
                     ),
                 ),
+            )
+        if "/api/webhooks" in paths:
+            steps.append(
+                (
+                    "events",
+                    lambda: bench_events.measure(
+                        client,
+                        db,
+                        user_id=user_id,
+                        rng=rng,
+                        taken=taken,
+                        contact_count=args.contacts,
+                        reps=max(100, args.reps),
+                        memory=server.memory_mb,
+                    ),
+                )
             )
         for label, step in steps:
             start = time.perf_counter()

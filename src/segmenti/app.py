@@ -29,8 +29,10 @@ from segmenti.db.engine import Database
 from segmenti.segments.api import router as segments_router
 from segmenti.segments.export_api import router as segment_export_router
 from segmenti.segments.members_api import router as members_router
+from segmenti.segments.snapshots_api import router as snapshots_router
 from segmenti.settings import Settings
 from segmenti.web import mount as mount_dashboard
+from segmenti.webhooks.api import router as webhooks_router
 
 log = logging.getLogger("segmenti")
 
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, migrate_database: bool = Tru
     app.include_router(segment_export_router)
     app.include_router(segments_router)
     app.include_router(contacts_router)
+    app.include_router(webhooks_router)
+    app.include_router(snapshots_router)
     _add_operational_routes(app, db)
     observability.add_metrics_route(app, db.engine)
     api_docs.mount(app)

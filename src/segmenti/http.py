@@ -182,6 +182,38 @@ def list_envelope(
     }
 
 
+def cursor_envelope(
+    request: Request,
+    rows: list[dict[str, Any]],
+    *,
+    total: int,
+    has_more: bool,
+    page: Page,
+    id_key: str = "id",
+) -> dict[str, Any]:
+    """The list envelope of a list with an `after_id` keyset cursor (members of a
+    segment or a snapshot): links by page number leave the cursor out; `next` follows
+    the cursor (the last row's `id_key`)."""
+    body = list_envelope(request, rows, total=total, page=page)
+    url = public_url(request)
+    by_number = url.remove_query_params("after_id")
+    total_pages = body["meta"]["total_pages"]
+
+    def link(number: int) -> str:
+        return str(by_number.include_query_params(page=number))
+
+    links = body["links"]
+    links["first"] = link(1)
+    links["last"] = link(total_pages) if total_pages else None
+    links["prev"] = link(min(page.number - 1, max(total_pages, 1))) if page.number > 1 else None
+    links["next"] = (
+        str(url.include_query_params(page=page.number + 1, after_id=rows[-1][id_key]))
+        if has_more
+        else None
+    )
+    return body
+
+
 def error_response(
     error: errors.SegmentiError, headers: dict[str, str] | None = None
 ) -> JSONResponse:

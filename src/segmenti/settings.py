@@ -131,6 +131,56 @@ class Settings:
     applies (each direction has its own), and the longest a single wait may last: a
     client that sends or reads nothing for this long is cut."""
 
+    # -- membership events, webhooks, snapshots (docs/events-and-webhooks.md) -------------
+
+    webhook_encryption_key: str = ""
+    """Key that encrypts webhook signing secrets in the database: a Fernet key (32
+    url-safe base64-encoded bytes, `python -c "from cryptography.fernet import Fernet;
+    print(Fernet.generate_key().decode())"`). Unset, a random key is made once and kept
+    in the file `webhook_key` (mode 0600) beside the SQLite database (`./var/` by
+    default, and for PostgreSQL). Set it when several hosts deliver from one database.
+    Losing it makes every stored secret unreadable: rotate each webhook's secret then."""
+
+    webhooks_allow_private: bool = False
+    """Allow webhook URLs on loopback, private, link-local and other internal addresses
+    (tests, and a receiver on the same private network). Off, such URLs are refused at
+    creation and at every delivery."""
+
+    webhook_retry_delays: str = "5,300,1800,7200,18000,36000,36000"
+    """Seconds to wait before each retry of a failed delivery, comma-separated (the
+    Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). Past the last
+    one the webhook is disabled, saying why."""
+
+    webhook_connect_timeout_seconds: float = 5.0
+    """Longest a delivery waits to connect to the receiver."""
+
+    webhook_timeout_seconds: float = 15.0
+    """Longest one delivery attempt may take, connecting and reading included."""
+
+    webhook_concurrency: int = 8
+    """Deliveries a deliverer process sends at once (each to another webhook: a
+    webhook's deliveries go one at a time, in order)."""
+
+    deliverer_in_serve: bool = True
+    """Run the webhook deliverer inside `segmenti serve` (one per serve command, beside
+    its workers). Off, run `segmenti deliver` as a process of its own."""
+
+    deliverer_poll_seconds: float = 0.5
+    """How often the deliverer looks for new events and due deliveries."""
+
+    deliverer_lease_seconds: int = 60
+    """How long a deliverer's claim on a delivery lasts: a deliverer that died while
+    sending leaves it to another after this long. Longer than webhook_timeout_seconds."""
+
+    events_retention_days: int = 30
+    """Days membership events are kept (GET /api/events, replays)."""
+
+    snapshots_per_user: int = 100
+    """Most snapshots one user may keep; one more answers 400."""
+
+    snapshots_retention_days: int = 90
+    """Days a snapshot is kept; it is then deleted."""
+
     def __post_init__(self) -> None:
         for name in ("statement_timeout_seconds", "cli_statement_timeout_seconds"):
             if getattr(self, name) < 0:
@@ -142,6 +192,9 @@ class Settings:
                 "SEGMENTI_DISPLAY_TIMEZONE must be an IANA time zone (Europe/Rome, UTC), "
                 f"got {self.display_timezone[:64]!r}"
             ) from None
+        self.retry_delays()
+        if self.webhook_concurrency < 1:
+            raise ValueError("SEGMENTI_WEBHOOK_CONCURRENCY must be 1 or more")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(
                 f"SEGMENTI_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
@@ -159,6 +212,24 @@ class Settings:
             values[spec.name] = _coerce(spec.name, raw, type(getattr(cls(), spec.name)))
         values.update(overrides)
         return cls(**values)
+
+    def retry_delays(self) -> tuple[float, ...]:
+        """webhook_retry_delays as seconds."""
+        try:
+            delays = tuple(float(p) for p in self.webhook_retry_delays.split(",") if p.strip())
+        except ValueError:
+            delays = (-1.0,)
+        if any(delay < 0 for delay in delays):
+            raise ValueError(
+                "SEGMENTI_WEBHOOK_RETRY_DELAYS must be comma-separated seconds, got "
+                f"{self.webhook_retry_delays!r}"
+            )
+        return delays
+
+    def data_folder(self) -> Path:
+        """Where key files are kept: beside the SQLite database, else ./var/."""
+        sqlite_file = self.sqlite_path()
+        return sqlite_file.parent if sqlite_file is not None else Path("var")
 
     @property
     def is_sqlite(self) -> bool:

@@ -8,7 +8,9 @@ work with pytest 9 (`'Function' object has no attribute '_nodeid'`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from typing import Any
 
 import pytest
@@ -42,6 +44,26 @@ def spec_error_shape(response: Any) -> None:
         assert error["status"] == str(response.status_code), error
         assert isinstance(error["title"], str) and error["title"], error
         assert set(error) <= {"status", "title", "detail", "source", "meta"}, error
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaves_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generated webhook URLs name any host: no DNS question and no connection may leave
+    the machine (a webhook's host is resolved when it is written, and /test sends)."""
+    real_lookup, real_connect = socket.getaddrinfo, socket.create_connection
+
+    def lookup(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in ("localhost", "127.0.0.1", "::1"):
+            raise socket.gaierror(socket.EAI_NONAME, "tests resolve no names")
+        return real_lookup(host, *args, **kwargs)
+
+    def connect(address: Any, *args: Any, **kwargs: Any) -> Any:
+        if not ipaddress.ip_address(address[0]).is_loopback:
+            raise OSError("tests connect to loopback only")
+        return real_connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    monkeypatch.setattr(socket, "create_connection", connect)
 
 
 def test_every_operation_matches_the_openapi_document(

@@ -19,7 +19,12 @@ from tests.conftest import User
 
 # Every path parameter the app uses, and which of Bob's resources fills it. A route with
 # a parameter missing here fails the walk: add it, so the new route is walked too.
-PATH_IDS = {"segment_id": "segment", "contact_id": "contact"}
+PATH_IDS = {
+    "segment_id": "segment",
+    "contact_id": "contact",
+    "webhook_id": "webhook",
+    "snapshot_id": "snapshot",
+}
 
 # Text only Bob ever sent: it may appear in no answer to Alice. (His parameter key is
 # not among them: Alice names it herself, in filters and import columns.)
@@ -38,7 +43,20 @@ def bobs(bob: User) -> dict[str, Any]:
         filters_custom_parameter_key=["bob_secret_key"],
         filters_custom_parameter_value=["bob-secret-value"],
     )
-    return {"contact": contact, "segment": segment}
+    # A public address literal: nothing is sent (no deliverer runs in this test).
+    webhook = bob.post(
+        "/api/webhooks",
+        json={"url": "http://93.184.216.34/BOB-SECRET-NAME", "events": ["segment.contact_exited"]},
+    )
+    assert webhook.status_code == 201, webhook.text
+    snapshot = bob.post(f"/api/segments/{segment}/snapshots")
+    assert snapshot.status_code == 201, snapshot.text
+    return {
+        "contact": contact,
+        "segment": segment,
+        "webhook": webhook.json()["data"]["id"],
+        "snapshot": snapshot.json()["data"]["id"],
+    }
 
 
 def api_routes(app: Any) -> list[tuple[str, str]]:
@@ -135,7 +153,7 @@ def test_every_route_with_another_users_ids_shows_and_changes_nothing(
 ) -> None:
     alice.make_contact("+393331234501", name="alice's")
     bob_before = rows_of(db, bob.id)
-    missing = {"contact": MAX_ID, "segment": MAX_ID}
+    missing = {"contact": MAX_ID, "segment": MAX_ID, "webhook": MAX_ID, "snapshot": MAX_ID}
     for method, template in api_routes(app):
         targets_bob = "{" in template
         writes = method in ("POST", "PUT", "PATCH")
@@ -239,7 +257,7 @@ def test_every_dashboard_route_with_another_users_ids_shows_and_changes_nothing(
     token = FORM_TOKEN.search(client.get("/segments/new", headers=browser).text)
     assert token, "no form token on /segments/new"
     bob_before = rows_of(db, bob.id)
-    missing = {"contact": MAX_ID, "segment": MAX_ID}
+    missing = {"contact": MAX_ID, "segment": MAX_ID, "webhook": MAX_ID, "snapshot": MAX_ID}
     for method, template in routes:
         forms: list[dict[str, Any] | None] = [None]
         if method == "POST":

@@ -24,7 +24,15 @@ from segmenti.settings import Settings
 # docs/scaling-out.md). A new table is checked as a tenant table.
 NOT_TENANT_TABLES = ("users", "api_keys")
 # On SQLite these keep `id`, the rowid, as their primary key (tables.py).
-ROWID_KEYED = ("contacts", "segments")
+ROWID_KEYED = (
+    "contacts",
+    "segments",
+    "events",
+    "webhooks",
+    "webhook_deliveries",
+    "webhook_attempts",
+    "snapshots",
+)
 
 
 def _differences(engine: Engine) -> list[Any]:

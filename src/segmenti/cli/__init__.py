@@ -56,6 +56,10 @@ def serve(
     db.dispose()
     observability.configure_logging(settings)
     observability.prepare_multiprocess(workers, port)
+    if settings.deliverer_in_serve:
+        from segmenti.webhooks import deliverer
+
+        deliverer.start_in_background(settings)
     console.print(f"Segmenti on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
         "segmenti.app:create_app_from_env",
@@ -69,6 +73,35 @@ def serve(
         log_level=settings.log_level,
         **server.uvicorn_options(settings),  # proxies believed, header and idle bounds
     )
+
+
+@app.command()
+def deliver(
+    once: Annotated[bool, typer.Option("--once", help="Send what is due now, then exit.")] = False,
+) -> None:
+    """Runs the webhook deliverer (also run by `segmenti serve` unless
+    SEGMENTI_DELIVERER_IN_SERVE=0); several may run at once."""
+    import signal
+    import threading
+
+    from segmenti.webhooks.deliverer import Deliverer
+
+    settings = Settings.from_env()
+    db = database(settings)
+    worker = Deliverer(db, settings)
+    try:
+        if once:
+            console.print(f"{worker.run_once()} delivery attempts made")
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        console.print("Delivering webhooks (Ctrl-C stops)")
+        try:
+            worker.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
+    finally:
+        db.dispose()
 
 
 @users_app.command("create")

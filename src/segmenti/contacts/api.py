@@ -132,11 +132,23 @@ def update_contact(
     "/{contact_id}",
     summary="Delete a contact",
     status_code=204,
-    responses=schemas.responses(204, None, 401, 404),
+    responses=schemas.responses(204, None, 400, 401, 404),
+    openapi_extra={
+        "parameters": [
+            schemas.query_parameter(
+                "erase",
+                {"type": "string", "enum": ["0", "1", "true", "false"]},
+                "1: erase the contact from snapshots and membership events too (the "
+                "right to erasure).",
+            )
+        ]
+    },
 )
 def delete_contact(
     contact_id: ResourceId, request: Request, user_id: int = Depends(current_user)
 ) -> Response:
+    raw = request.query_params.get("erase")
+    erase = raw is not None and parse_bool("erase", raw)
     with database(request).write() as session:
-        service.delete_contact(session, user_id=user_id, contact_id=contact_id)
+        service.delete_contact(session, user_id=user_id, contact_id=contact_id, erase=erase)
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segmenti import errors
-from segmenti.db.tables import contact_parameters, contacts
+from segmenti.db.tables import contact_parameters, contacts, events, snapshot_members
 from segmenti.db.tenant import Tenant
 from segmenti.membership import counts
 from segmenti.membership.filters import ContactState, fold, indexed_parameters, parse_number
@@ -223,7 +223,9 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
     return contact_id
 
 
-def delete_contact(session: Session, *, user_id: int, contact_id: int) -> None:
+def delete_contact(session: Session, *, user_id: int, contact_id: int, erase: bool = False) -> None:
+    """Deletes the contact. `erase`: its membership events (the exit this delete records
+    included) and its rows in snapshots go too, in the same transaction."""
     version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
     before = _load(session, user_id=user_id, contact_id=contact_id, for_update=True)
     counts.contacts_written(
@@ -234,3 +236,9 @@ def delete_contact(session: Session, *, user_id: int, contact_id: int) -> None:
     )
     # contact_parameters and segment_members rows go with it (ON DELETE CASCADE).
     session.execute(Tenant(user_id).delete(contacts).where(contacts.c.id == contact_id))
+    if erase:
+        tenant = Tenant(user_id)
+        session.execute(tenant.delete(events).where(events.c.contact_id == contact_id))
+        session.execute(
+            tenant.delete(snapshot_members).where(snapshot_members.c.contact_id == contact_id)
+        )

@@ -17,8 +17,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -272,4 +274,187 @@ dashboard_sessions = Table(
     # Serves the look-up of each dashboard request (the cookie's user id and token hash),
     # and every per-user clean-up (expired rows, the per-user bound, a revoked key's rows).
     PrimaryKeyConstraint("user_id", "id_hash", name="pk_dashboard_sessions"),
+)
+
+# -- membership events, webhooks, snapshots, history (issue 15; docs/events-and-webhooks.md)
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit ids (event ids). On SQLite INTEGER is already 64-bit, and only an INTEGER
+PRIMARY KEY numbers rows by itself."""
+
+# One membership move of a watched segment (membership/events.py writes them, in the
+# write's own transaction). phone_number is copied: an exit caused by a delete still
+# names the number.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, nullable=False, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("segment_id", Integer, nullable=False),
+    Column("contact_id", Integer, nullable=False),
+    Column("phone_number", String(32), nullable=False),
+    Column("datetime", DateTime, nullable=False),
+    # Serves the `after_id` cursor of a user's events and the deliverer's reads past a
+    # webhook's cursor.
+    PrimaryKeyConstraint("user_id", "id", name="pk_events"),
+    Index("ix_events_user_id_id", "user_id", "id", unique=True).ddl_if(dialect="sqlite"),
+    # Serves erasing one contact's events.
+    Index("ix_events_user_id_contact_id", "user_id", "contact_id"),
+    # Serves the retention purge (oldest first, across users).
+    Index("ix_events_datetime", "datetime"),
+    info={_SQLITE_ROWID_KEY: "id"},
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("url", String(2048), nullable=False),
+    # The event types sent (a JSON list) and the segments watched (a JSON list of ids;
+    # null: every segment of the user).
+    Column("events", Json, nullable=False),
+    Column("segments_ids", Json, nullable=True),
+    # The signing secret, encrypted (webhooks/secrets.py); the previous one for a day
+    # after a rotation, so receivers can switch without losing a delivery.
+    Column("secret_encrypted", Text, nullable=False),
+    Column("previous_secret_encrypted", Text, nullable=True),
+    Column("previous_secret_until", DateTime, nullable=True),
+    Column("enabled", Boolean, nullable=False, server_default="1"),
+    Column("disabled_reason", Text, nullable=True),
+    # The last event id already put into a delivery: the next batch starts past it.
+    Column("last_event_id", BigInteger, nullable=False, server_default="0"),
+    Column("last_datetime", DateTime, nullable=True),
+    Column("datetime", DateTime, nullable=False),
+    PrimaryKeyConstraint("user_id", "id", name="pk_webhooks"),
+    Index("ix_webhooks_user_id_id", "user_id", "id", unique=True).ddl_if(dialect="sqlite"),
+    info={_SQLITE_ROWID_KEY: "id"},
+)
+
+# One batch of 1 to 1,000 events of one webhook, sent until a 2xx or until the retry
+# schedule runs out; `claimed_until` is the lease of the deliverer sending it.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("user_id", Integer, nullable=False),
+    Column("webhook_id", Integer, nullable=False),
+    # The event ids of the batch (a JSON list, in order); the body is built from them
+    # at every attempt, so an erased contact leaves pending batches too.
+    Column("event_ids", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime, nullable=False),
+    Column("claimed_until", DateTime, nullable=True),
+    Column("datetime", DateTime, nullable=False),
+    PrimaryKeyConstraint("user_id", "id", name="pk_webhook_deliveries"),
+    Index("ix_webhook_deliveries_user_id_id", "user_id", "id", unique=True).ddl_if(
+        dialect="sqlite"
+    ),
+    ForeignKeyConstraint(
+        ["user_id", "webhook_id"],
+        ["webhooks.user_id", "webhooks.id"],
+        ondelete="CASCADE",
+        name="fk_webhook_deliveries_user_id_webhooks",
+    ),
+    # Serves the deliverer's look-up of due batches (across users, a partial index of
+    # the pending few) and a webhook's oldest pending batch.
+    Index(
+        "ix_webhook_deliveries_pending",
+        "next_attempt_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index("ix_webhook_deliveries_user_id_webhook_id", "user_id", "webhook_id", "id"),
+    info={_SQLITE_ROWID_KEY: "id"},
+)
+
+# Each attempt to send a delivery: what GET /api/webhooks/{id}/deliveries lists.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("user_id", Integer, nullable=False),
+    Column("webhook_id", Integer, nullable=False),
+    Column("delivery_id", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("datetime", DateTime, nullable=False),
+    PrimaryKeyConstraint("user_id", "id", name="pk_webhook_attempts"),
+    Index("ix_webhook_attempts_user_id_id", "user_id", "id", unique=True).ddl_if(dialect="sqlite"),
+    ForeignKeyConstraint(
+        ["user_id", "webhook_id"],
+        ["webhooks.user_id", "webhooks.id"],
+        ondelete="CASCADE",
+        name="fk_webhook_attempts_user_id_webhooks",
+    ),
+    Index("ix_webhook_attempts_user_id_webhook_id", "user_id", "webhook_id", "id"),
+    info={_SQLITE_ROWID_KEY: "id"},
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, nullable=False, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key: a snapshot outlives its segment.
+    Column("segment_id", Integer, nullable=False),
+    # How many members it froze (its `total_contacts` in the API; named apart from the
+    # segments' count, which only membership/counts.py writes).
+    Column("members_count", Integer, nullable=False),
+    # False while its members are being written (on SQLite, in chunks): not shown, and
+    # deleted by the retention pass if its writer died.
+    Column("complete", Boolean, nullable=False, server_default="0"),
+    Column("datetime", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("user_id", "id", name="pk_snapshots"),
+    Index("ix_snapshots_user_id_id", "user_id", "id", unique=True).ddl_if(dialect="sqlite"),
+    Index("ix_snapshots_user_id_segment_id", "user_id", "segment_id"),
+    Index("ix_snapshots_expires_at", "expires_at"),
+    info={_SQLITE_ROWID_KEY: "id"},
+)
+
+# A snapshot's members as they were: the contact's number and name are frozen here.
+snapshot_members = Table(
+    "snapshot_members",
+    metadata,
+    Column("snapshot_id", Integer, nullable=False),
+    Column("contact_id", Integer, nullable=False),
+    Column("user_id", Integer, nullable=False),
+    Column("phone_number", String(32), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("country_code", String(2), nullable=True),
+    PrimaryKeyConstraint("user_id", "snapshot_id", "contact_id", name="pk_snapshot_members"),
+    ForeignKeyConstraint(
+        ["user_id", "snapshot_id"],
+        ["snapshots.user_id", "snapshots.id"],
+        ondelete="CASCADE",
+        name="fk_snapshot_members_user_id_snapshots",
+    ),
+    # Serves erasing one contact from every snapshot.
+    Index("ix_snapshot_members_user_id_contact_id", "user_id", "contact_id"),
+    sqlite_with_rowid=False,
+)
+
+# A row a segment a day: its count at the end of the day (so far) and how many
+# entered and left, written by membership/counts.py with the counts.
+segment_history = Table(
+    "segment_history",
+    metadata,
+    Column("user_id", Integer, nullable=False),
+    Column("segment_id", Integer, nullable=False),
+    Column("date", Date, nullable=False),
+    Column("total_contacts", Integer, nullable=False),
+    Column("entered", Integer, nullable=False, server_default="0"),
+    Column("exited", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("user_id", "segment_id", "date", name="pk_segment_history"),
+    ForeignKeyConstraint(
+        ["user_id", "segment_id"],
+        ["segments.user_id", "segments.id"],
+        ondelete="CASCADE",
+        name="fk_segment_history_user_id_segments",
+    ),
+    sqlite_with_rowid=False,
 )

@@ -33,11 +33,13 @@ from sqlalchemy import (
     Delete,
     FromClause,
     Insert,
+    Integer,
     Join,
     Select,
     Table,
     Update,
     and_,
+    bindparam,
     delete,
     insert,
     select,
@@ -133,6 +135,19 @@ class Tenant:
     def insert(self, table: Table) -> Insert:
         """An insert setting the row's user (rows given at execution may omit it)."""
         return insert(table).values({TENANT_COLUMN[table]: self.user_id})
+
+
+def bound_tenant(name: str = "user_id") -> Tenant:
+    """A `Tenant` whose user is the bind parameter `name`: for a statement built once
+    (at import) and executed for many users, each execution binding its user; building
+    a statement costs more than running it on the hottest paths (every contact write)."""
+    return Tenant(bindparam(name, type_=Integer))  # type: ignore[arg-type]
+
+
+def same_user(left: FromClause, right: FromClause) -> ColumnElement[bool]:
+    """`left`'s user is `right`'s: the correlation of a subquery on another tenant table
+    (work across tenants, whose outer statement is scoped to no one user)."""
+    return user_column(left) == user_column(right)
 
 
 def final_froms(statement: Select[Any]) -> Sequence[FromClause]:

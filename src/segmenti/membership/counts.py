@@ -42,15 +42,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Integer, Select, bindparam, func, insert, literal, select
+from sqlalchemy import Date, Integer, Select, bindparam, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from segmenti import metrics
 from segmenti.db.bulk import listed
-from segmenti.db.tables import contacts, segment_members, segments, users
-from segmenti.db.tenant import Tenant
+from segmenti.db.tables import contacts, segment_history, segment_members, segments, users
+from segmenti.db.tenant import Tenant, bound_tenant
 from segmenti.membership import filters
 from segmenti.membership.filters import ContactState
+from segmenti.timeutil import utcnow
 
 # Contacts per statement when looking up the list segments that hold them.
 CHUNK = 10_000
@@ -239,6 +242,14 @@ class Watcher(Protocol):
 
 
 _watchers: list[Watcher] = []
+# Registered for the life of the process (the membership events of membership/events.py,
+# registered when the membership package is imported).
+_permanent: list[Watcher] = []
+
+
+def watch_always(watcher: Watcher) -> None:
+    """Registers `watcher` for good, in this process."""
+    _permanent.append(watcher)
 
 
 @contextmanager
@@ -258,7 +269,7 @@ class _Watch:
         self.user_id = user_id
         self.by_watcher = [
             (watcher, frozenset(watcher.watched(session, user_id=user_id)))
-            for watcher in list(_watchers)
+            for watcher in [*_permanent, *_watchers]
         ]
         self.segments: frozenset[int] = frozenset().union(*(s for _, s in self.by_watcher))
         self.entered: dict[int, set[int]] = {}
@@ -287,7 +298,7 @@ class _Watch:
 
 def _watch(session: Session, *, user_id: int) -> _Watch | None:
     # Nobody watching (the usual case): no moves are worked out at all.
-    if not _watchers:
+    if not _watchers and not _permanent:
         return None
     watch = _Watch(session, user_id=user_id)
     return watch if watch.segments else None
@@ -475,7 +486,8 @@ def segment_defined(
 
     Call under `lock_tenant(exclusive=True)`, and before the segment's new type and
     settings are written: a watched segment's old members are read from them."""
-    watch = _watch(session, user_id=user_id)
+    # A new segment moves nobody: its members were never out of it (no events).
+    watch = _watch(session, user_id=user_id) if replaces else None
     if watch is not None and segment_id not in watch.segments:
         watch = None
     before = set()
@@ -569,7 +581,17 @@ def _write(
     other; `total_contacts + delta` loses no concurrent update. Totals are set only
     under the user's exclusive lock."""
     one_segment = Tenant(user_id).update(segments).where(segments.c.id == bindparam("segment_id"))
+    moved: Counter[int] = Counter({s: d for s, d in (deltas or {}).items() if d})
     if totals:
+        before = {
+            row.id: row.total_contacts
+            for row in session.execute(
+                Tenant(user_id)
+                .select(segments.c.id, segments.c.total_contacts)
+                .where(segments.c.id.in_(sorted(totals)))
+            )
+        }
+        moved.update({s: total - before.get(s, 0) for s, total in totals.items()})
         session.execute(
             one_segment.values(total_contacts=bindparam("total")),
             [{"segment_id": s, "total": total} for s, total in sorted(totals.items())],
@@ -582,3 +604,57 @@ def _write(
             one_segment.values(total_contacts=segments.c.total_contacts + bindparam("delta")),
             rows,
         )
+    _history(session, user_id=user_id, moved=moved, touched=set(totals or ()) | set(moved))
+
+
+def _history_upsert(dialect: str) -> Any:
+    """Today's row of one segment: its total now, entries and exits added (a statement
+    per backend, built once: it runs on every write that changes a count)."""
+    upsert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(segment_history)
+    statement = upsert.from_select(
+        ["user_id", "segment_id", "date", "total_contacts", "entered", "exited"],
+        bound_tenant()
+        .select(
+            segments.c.user_id,
+            segments.c.id,
+            bindparam("day", type_=Date),
+            segments.c.total_contacts,
+            bindparam("entered", type_=Integer),
+            bindparam("exited", type_=Integer),
+        )
+        .where(segments.c.id == bindparam("segment_id")),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["user_id", "segment_id", "date"],
+        set_={
+            "total_contacts": statement.excluded.total_contacts,
+            "entered": segment_history.c.entered + statement.excluded.entered,
+            "exited": segment_history.c.exited + statement.excluded.exited,
+        },
+    )
+
+
+_HISTORY_UPSERT = {name: _history_upsert(name) for name in ("sqlite", "postgresql")}
+
+
+def _history(
+    session: Session, *, user_id: int, moved: Mapping[int, int], touched: Collection[int]
+) -> None:
+    """Today's row of each segment written: its total now, and how many entered and
+    left (net per write). One upsert per segment, in the write's transaction."""
+    if not touched:
+        return
+    day = utcnow().date()
+    session.execute(
+        _HISTORY_UPSERT[session.get_bind().dialect.name],
+        [
+            {
+                "user_id": user_id,
+                "segment_id": s,
+                "day": day,
+                "entered": max(moved.get(s, 0), 0),
+                "exited": max(-moved.get(s, 0), 0),
+            }
+            for s in sorted(touched)
+        ],
+    )

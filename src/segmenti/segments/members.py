@@ -125,6 +125,10 @@ def _load(session: Session, *, user_id: int, segment_id: int) -> dict[str, Any]:
     return {"type": row.type, "total_contacts": row.total_contacts, "settings": settings}
 
 
+load_segment = _load
+"""What membership needs of a segment (snapshots read it too); NotFound if absent."""
+
+
 # -- listing --------------------------------------------------------------------------
 
 

@@ -5,8 +5,6 @@ taken for an update of a segment with id "preview"."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
@@ -17,12 +15,10 @@ from segmenti.http import (
     ResourceId,
     body_params,
     current_user,
+    cursor_envelope,
     database,
-    list_envelope,
     page_of,
-    public_url,
 )
-from segmenti.paging import Page
 from segmenti.segments import members, service
 from segmenti.segments.forms import opt_outs, segment_input
 
@@ -108,30 +104,6 @@ _PREVIEW_BODY = schemas.request_body(
 )
 
 
-def _members_envelope(
-    request: Request, listed: members.MemberPage, *, page: Page
-) -> dict[str, Any]:
-    body = list_envelope(request, listed.rows, total=listed.total, page=page)
-    # Links by page number leave the cursor out; `next` follows the cursor.
-    url = public_url(request)
-    by_number = url.remove_query_params("after_id")
-    total_pages = body["meta"]["total_pages"]
-
-    def link(number: int) -> str:
-        return str(by_number.include_query_params(page=number))
-
-    links = body["links"]
-    links["first"] = link(1)
-    links["last"] = link(total_pages) if total_pages else None
-    links["prev"] = link(min(page.number - 1, max(total_pages, 1))) if page.number > 1 else None
-    links["next"] = (
-        str(url.include_query_params(page=page.number + 1, after_id=listed.rows[-1]["id"]))
-        if listed.has_more
-        else None
-    )
-    return body
-
-
 @router.post(
     "/preview",
     summary="Preview a segment without saving it",
@@ -181,7 +153,11 @@ def list_members(
             include_opted_out=choice.include_opted_out,
             has_opted_out=choice.has_opted_out,
         )
-    return JSONResponse(_members_envelope(request, listed, page=page))
+    return JSONResponse(
+        cursor_envelope(
+            request, listed.rows, total=listed.total, has_more=listed.has_more, page=page
+        )
+    )
 
 
 @router.get(

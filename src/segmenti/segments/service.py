@@ -131,7 +131,9 @@ def normalize_bulk(raw: Sequence[str], *, limit: int) -> BulkNumbers:
     return BulkNumbers(tuple(seen.values()))
 
 
-def parse_contacts_ids(raw: Sequence[str]) -> tuple[int, ...]:
+def parse_contacts_ids(raw: Sequence[str], *, parameter: str = "contacts_ids") -> tuple[int, ...]:
+    """Positive ids, comma-separated or repeated, duplicates dropped in first-seen order
+    (also a webhook's `segments_ids`, named by `parameter`)."""
     ids: dict[int, None] = {}
     for chunk in raw:
         for part in chunk.split(","):
@@ -140,12 +142,12 @@ def parse_contacts_ids(raw: Sequence[str]) -> tuple[int, ...]:
                 continue
             if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
                 raise errors.Invalid(
-                    f"contacts_ids must be positive integers, got {text[:40]!r}",
-                    parameter="contacts_ids",
+                    f"{parameter} must be positive integers, got {text[:40]!r}",
+                    parameter=parameter,
                 )
             ids.setdefault(int(text), None)
     if not ids:
-        raise errors.Invalid("contacts_ids must list at least one id", parameter="contacts_ids")
+        raise errors.Invalid(f"{parameter} must list at least one id", parameter=parameter)
     return tuple(ids)
 
 

@@ -8,6 +8,7 @@ from starlette.staticfiles import StaticFiles
 
 from segmenti.settings import Settings
 from segmenti.web import pages, sessions
+from segmenti.web.events_views import router as events_router
 from segmenti.web.views import router
 
 SESSION_COOKIE = "segmenti_session"
@@ -21,6 +22,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
     for kind, handler in list(app.exception_handlers.items()):
         app.exception_handlers[kind] = pages.html_outside_api(handler)
     app.include_router(router)
+    app.include_router(events_router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.add_exception_handler(sessions.SignInRequired, pages.sign_in_first)
     app.add_middleware(

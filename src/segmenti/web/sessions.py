@@ -11,13 +11,10 @@ A signed-in page also counts against its user's rate limit bucket (ratelimit.py)
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +28,7 @@ from segmenti.db.engine import Database
 from segmenti.db.tables import api_keys, dashboard_sessions, users
 from segmenti.db.tenant import Tenant
 from segmenti.http import database
+from segmenti.keyfile import persisted_key
 from segmenti.settings import Settings
 from segmenti.timeutil import utcnow
 
@@ -89,19 +87,7 @@ def secret_key(settings: Settings) -> str:
 
 
 def _persisted_secret(path: Path) -> str:
-    if path.exists():
-        return _read_secret(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole to a private temporary file, then linked into place: of several
-    # worker processes starting at once, one link wins and every process reads its key.
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-        with contextlib.suppress(FileExistsError):  # another process got there first
-            os.link(temporary, path)
-    finally:
-        os.unlink(temporary)
+    persisted_key(path, lambda: secrets.token_urlsafe(48))
     return _read_secret(path)
 
 
