@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segmenti import errors
+from segmenti.contacts import search as contact_search
 from segmenti.db.tables import contact_parameters, contacts
 from segmenti.db.tenant import Tenant
 from segmenti.membership import counts
@@ -112,12 +113,9 @@ def list_contacts(
     has_opted_out: bool | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     where = [Tenant(user_id).owns(contacts)]
-    if search:
-        needle = search.lower()
-        where.append(
-            func.lower(contacts.c.name).contains(needle, autoescape=True)
-            | contacts.c.phone_number.contains(search.replace(" ", ""), autoescape=True)
-        )
+    wanted = contact_search.parse(search)
+    if wanted is not None:
+        where.append(contact_search.where(session, wanted, user_id=user_id))
     if country_code:
         where.append(contacts.c.country_code == country_code.upper())
     if has_opted_out is not None:
