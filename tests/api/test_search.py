@@ -138,6 +138,14 @@ def test_the_index_answers_what_a_scan_and_the_rule_answer(
         assert ids == expected, text
         assert total == len(expected), text
         assert scanned(db, alice, text) == expected, text
+        # With another condition the search is a predicate among others; same answer.
+        assert found(alice, text, "/api/contacts?has_opted_out=0") == (expected, total), text
+        if len(expected) > 10:  # a later page, newest first
+            response = alice.get(
+                "/api/contacts", params={"search": text, "results_per_page": 10, "page": 2}
+            )
+            page = [contact["id"] for contact in response.json()["data"]]
+            assert page == sorted(expected, reverse=True)[10:20], text
 
 
 @pytest.mark.parametrize("text", HOSTILE)

@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 
 from segmenti.db.search_index import owner_token
 from segmenti.db.tables import contacts
+from segmenti.db.tenant import Tenant
+from segmenti.paging import Page
 
 INDEXED_LENGTH = 4
 """The shortest text answered from the index; shorter ones scan, as before the index."""
@@ -76,16 +78,62 @@ def where(session: Session, search: Search, *, user_id: int) -> ColumnElement[bo
     """Contacts matching `search`, for a statement already scoped to `user_id`."""
     if not search.indexed:
         return scan_where(search)
-    if session.get_bind().dialect.name == "sqlite":
-        return contacts.c.id.in_(
-            select(_index.c.rowid).where(_index.c.contact_search.match(fts_query(search, user_id)))
-        )
+    if _fts(session, search):
+        return contacts.c.id.in_(select(_index.c.rowid).where(_match(search, user_id)))
     # PostgreSQL: the GIN index (user_id, name, phone_number) answers both sides; the
     # ILIKE is rechecked on each candidate row, so the result is the rule exactly.
     name = contacts.c.name.ilike(like_pattern(search.text), escape="\\")
     if search.phone is None:
         return name
     return or_(name, contacts.c.phone_number.like(like_pattern(search.phone), escape="\\"))
+
+
+def count(session: Session, search: Search, *, user_id: int) -> int:
+    """How many of the user's contacts match `search` (no other condition)."""
+    if _fts(session, search):
+        # The owner term scopes the FTS5 table to the user, and the triggers keep it
+        # equal to the user's contacts: no need to visit them (half the time at 80k).
+        query = select(func.count()).select_from(_index).where(_match(search, user_id))
+    else:
+        query = (
+            select(func.count())
+            .select_from(contacts)
+            .where(Tenant(user_id).owns(contacts), where(session, search, user_id=user_id))
+        )
+    return int(session.execute(query).scalar_one())
+
+
+def newest_ids(session: Session, search: Search, *, user_id: int, page: Page) -> list[int]:
+    """The ids of one page of the user's contacts matching `search` (no other
+    condition), newest first."""
+    if _fts(session, search):
+        # FTS5 walks its rowids backwards and stops at the page, where `id IN (...)`
+        # would gather and sort every match first (80k of them: 2x the count's time).
+        query = (
+            select(_index.c.rowid)
+            .where(_match(search, user_id))
+            .order_by(_index.c.rowid.desc())
+            .limit(page.size)
+            .offset(page.offset)
+        )
+    else:
+        query = (
+            Tenant(user_id)
+            .select(contacts.c.id)
+            .where(where(session, search, user_id=user_id))
+            .order_by(contacts.c.id.desc())
+            .limit(page.size)
+            .offset(page.offset)
+        )
+    return [int(contact_id) for contact_id in session.execute(query).scalars()]
+
+
+def _fts(session: Session, search: Search) -> bool:
+    return search.indexed and session.get_bind().dialect.name == "sqlite"
+
+
+def _match(search: Search, user_id: int) -> ColumnElement[bool]:
+    return _index.c.contact_search.match(fts_query(search, user_id))
 
 
 def scan_where(search: Search) -> ColumnElement[bool]:

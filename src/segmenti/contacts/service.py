@@ -112,8 +112,19 @@ def list_contacts(
     country_code: str | None = None,
     has_opted_out: bool | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    where = [Tenant(user_id).owns(contacts)]
+    tenant = Tenant(user_id)
+    where = [tenant.owns(contacts)]
     wanted = contact_search.parse(search)
+    if wanted is not None and not country_code and has_opted_out is None:
+        # The search alone: its index counts and pages (contacts/search.py).
+        total = contact_search.count(session, wanted, user_id=user_id)
+        ids = contact_search.newest_ids(session, wanted, user_id=user_id, page=page)
+        rows = session.execute(
+            tenant.select(*CONTACT_COLUMNS)
+            .where(contacts.c.id.in_(ids))
+            .order_by(contacts.c.id.desc())
+        ).all()
+        return [render_contact(row) for row in rows], total
     if wanted is not None:
         where.append(contact_search.where(session, wanted, user_id=user_id))
     if country_code:
