@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -62,6 +63,26 @@ def search_texts() -> dict[str, str]:
         "number_80k": f"{british[:3]} {british[3:]}",
         "name_11k": "ntact 99",
         "no_match": "zzzz",
+    }
+
+
+def targets() -> dict[str, tuple[str, Callable[[dict[str, Any]], bool]]]:
+    """bench/run.py's targets for these items (issue 19)."""
+    fast: tuple[str, Callable[[dict[str, Any]], bool]] = (
+        "p50 < 50 ms",
+        lambda r: r["p50_ms"] < 50,
+    )
+    cheap: tuple[str, Callable[[dict[str, Any]], bool]] = (
+        "<= 25% slower than without the index",
+        lambda r: r["slower_pct"] <= 25,
+    )
+    searches = {
+        f"search_{label}_{name}": fast
+        for label in ("big", "small_tenant")
+        for name in search_texts()
+    }
+    return searches | {
+        f"search_index_cost_{kind}": cheap for kind in ("create", "update", "import")
     }
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from bench import data, http_client
+from bench import bench_search, data, http_client
 from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -663,6 +663,7 @@ TARGETS = {
     "recount_all": ("< 60 s, 0 corrected", lambda r: r["ms"] < 60_000 and not r["corrected"]),
     "server_memory": ("RSS < 1 GB", lambda r: r["peak_rss_mb"] < 1024),
 }
+TARGETS |= bench_search.targets()
 
 
 def _ms(value: float | None) -> str:
@@ -833,6 +834,22 @@ def main() -> None:
                 "recount",
                 lambda: measure_recount(
                     db, user_id=user_id, database_url=database_url, sample_size=10
+                ),
+            ),
+            # Last: it adds a second tenant and ends by dropping the search index.
+            (
+                "search",
+                lambda: bench_search.measure(
+                    client,
+                    db,
+                    database_url=database_url,
+                    big_user_id=user_id,
+                    big_contacts=args.contacts,
+                    small_contacts=10_000,
+                    import_contacts=args.contacts // 10,
+                    reps=args.reps,
+                    rng=rng,
+                    taken=taken,
                 ),
             ),
         ]
