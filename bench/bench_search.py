@@ -14,10 +14,10 @@ Standalone, it loads `--contacts` contacts of the benchmark's data (bench/data.p
   contacts (`contacts/search.py: scan_where`, the "naive" column);
 * the same searches by a second tenant of `--small` contacts, while the big one holds
   the matches (one tenant's contacts must not slow another's search);
-* the index's cost, last, because it drops the index: contact creates and updates
-  through the API, and `segmenti contacts import` of `--import-contacts` new contacts,
-  each with the index and then without it (SQLite: the triggers dropped; PostgreSQL:
-  the GIN index dropped) in the same database and run.
+* the index's cost, last, because it drops and rebuilds the index: contact creates and
+  renames through the API, and `segmenti contacts import` of `--import-contacts` new
+  contacts, with the index and then without it (SQLite: the triggers dropped;
+  PostgreSQL: the GIN index dropped), in the same database and run.
 """
 
 from __future__ import annotations
@@ -151,16 +151,30 @@ def add_small_tenant(
 
 
 def set_index(engine: Engine, *, on: bool) -> None:
-    """Drops the search index (SQLite: its triggers) or builds it back."""
+    """Drops the search index (SQLite: its triggers; the FTS5 table is left as it is) or
+    builds it back (a no-op when it is there). The bench's writes made without it are
+    not searched afterwards."""
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             statements = search_index.SQLITE_CREATE[1:4] if on else search_index.SQLITE_DROP[:3]
+            if on:
+                statements = [
+                    s.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS") for s in statements
+                ]
         else:
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             statements = search_index.PG_CREATE if on else search_index.PG_DROP
         for statement in statements:
             connection.exec_driver_sql(statement)
         connection.commit()
+
+
+def _checkpoint(engine: Engine) -> None:
+    """SQLite: the WAL written so far (1M contacts loaded) checkpointed and emptied, so
+    that no phase pays for an earlier one's writes."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _writes(client: http_client.Client, rng: random.Random, taken: set[str], reps: int) -> dict:
@@ -193,24 +207,40 @@ def _import_ms(database_url: str, db: Database, csv_path: Path, name: str) -> fl
 
 
 def measure_write_cost(
-    client: http_client.Client,
     db: Database,
     *,
+    api_key: str,
     database_url: str,
     rng: random.Random,
     taken: set[str],
     reps: int,
     import_contacts: int,
 ) -> dict[str, Any]:
-    """Writes with the index, then without it; leaves the index dropped."""
+    """Writes with the index, then without it, each phase on a server started for it
+    (a schema change under a running server slowed its later writes 2-5x, whichever
+    way the index went), after a warm-up and from a checkpoint (the load's WAL must not
+    weigh on the first phase); the index is built back at the end."""
+    from bench.run import HOST, Server
+
     with tempfile.TemporaryDirectory(prefix="segmenti-bench-search-") as tmp:
         csv_path = Path(tmp) / "contacts.csv"
         write_csv(csv_path, import_contacts, seed=rng.randrange(10**6))
-        with_index = _writes(client, rng, taken, reps)
-        with_index["import"] = _import_ms(database_url, db, csv_path, "import with index")
-        set_index(db.engine, on=False)
-        without = _writes(client, rng, taken, reps)
-        without["import"] = _import_ms(database_url, db, csv_path, "import without index")
+        phases = []
+        for on in (True, False):
+            set_index(db.engine, on=on)
+            server = Server(database_url)
+            client = http_client.Client(HOST, server.port, api_key)
+            try:
+                _writes(client, rng, taken, reps)  # warm-up, not counted
+                _checkpoint(db.engine)
+                phase = _writes(client, rng, taken, reps)
+            finally:
+                client.close()
+                server.stop()
+            phase["import"] = _import_ms(database_url, db, csv_path, f"import, index {on}")
+            phases.append(phase)
+        set_index(db.engine, on=True)
+    with_index, without = phases
     results = {}
     for kind, how in (
         ("create", "POST /api/contacts, p50"),
@@ -231,6 +261,7 @@ def measure(
     client: http_client.Client,
     db: Database,
     *,
+    api_key: str,
     database_url: str,
     big_user_id: int,
     big_contacts: int,
@@ -241,7 +272,7 @@ def measure(
     taken: set[str],
 ) -> dict[str, Any]:
     """Every search item on a database whose big tenant is loaded (`make bench` calls
-    this last: it drops the index at the end)."""
+    this last: its write measurements drop and rebuild the index)."""
     results = measure_searches(client, db.engine, user_id=big_user_id, label="big", reps=reps)
     small_id, small_key = add_small_tenant(
         db, count=small_contacts, first_id=big_contacts + 1_000_000, rng=rng, taken=taken
@@ -254,8 +285,8 @@ def measure(
     finally:
         small_client.close()
     results |= measure_write_cost(
-        client,
         db,
+        api_key=api_key,
         database_url=database_url,
         rng=rng,
         taken=taken,
@@ -278,7 +309,9 @@ def main() -> None:
     args = parser.parse_args()
     load = round(os.getloadavg()[0], 2)
     database_url, drop = fresh_database(os.environ.get("SEGMENTI_DATABASE_URL"))
-    db = Database(Settings(database_url=database_url))
+    # No statement limit: rebuilding the indexes after loading 1M contacts takes longer
+    # than the server's 30 s on a busy machine.
+    db = Database(Settings(database_url=database_url), statement_timeout_seconds=0)
     try:
         migrate.upgrade(db.engine)
         rng = random.Random(args.seed)
@@ -295,6 +328,7 @@ def main() -> None:
             results = measure(
                 client,
                 db,
+                api_key=api_key,
                 database_url=database_url,
                 big_user_id=user_id,
                 big_contacts=args.contacts,

@@ -836,12 +836,13 @@ def main() -> None:
                     db, user_id=user_id, database_url=database_url, sample_size=10
                 ),
             ),
-            # Last: it adds a second tenant and ends by dropping the search index.
+            # Last: it adds a second tenant, and drops and rebuilds the search index.
             (
                 "search",
                 lambda: bench_search.measure(
                     client,
                     db,
+                    api_key=api_key,
                     database_url=database_url,
                     big_user_id=user_id,
                     big_contacts=args.contacts,
