@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from bench import bench_events, data, http_client
+from bench import bench_events, bench_search, data, http_client
 from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -666,6 +666,7 @@ TARGETS = {
     "recount_all": ("< 60 s, 0 corrected", lambda r: r["ms"] < 60_000 and not r["corrected"]),
     "server_memory": ("RSS < 1 GB", lambda r: r["peak_rss_mb"] < 1024),
 }
+TARGETS |= bench_search.targets()
 
 
 def _ms(value: float | None) -> str:
@@ -838,6 +839,23 @@ def main() -> None:
                     db, user_id=user_id, database_url=database_url, sample_size=10
                 ),
             ),
+            # Last: it adds a second tenant, and drops and rebuilds the search index.
+            (
+                "search",
+                lambda: bench_search.measure(
+                    client,
+                    db,
+                    api_key=api_key,
+                    database_url=database_url,
+                    big_user_id=user_id,
+                    big_contacts=args.contacts,
+                    small_contacts=10_000,
+                    import_contacts=args.contacts // 10,
+                    reps=args.reps,
+                    rng=rng,
+                    taken=taken,
+                ),
+            ),
         ]
         paths = client.request("GET", "/api/openapi.json").json()["paths"]
         if "/api/segments/preview" in paths:
@@ -861,7 +879,8 @@ def main() -> None:
                 ),
             )
         if "/api/webhooks" in paths:
-            steps.append(
+            steps.insert(
+                len(steps) - 1,  # before the search step, which stays last
                 (
                     "events",
                     lambda: bench_events.measure(
@@ -874,7 +893,7 @@ def main() -> None:
                         reps=max(100, args.reps),
                         memory=server.memory_mb,
                     ),
-                )
+                ),
             )
         for label, step in steps:
             start = time.perf_counter()

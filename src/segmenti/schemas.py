@@ -188,6 +188,15 @@ def query_parameter(name: str, schema: dict[str, Any], description: str) -> dict
 
 
 _BOOLEAN = {"type": "string", "enum": ["0", "1", "true", "false"]}
+# The contacts list's and the member list's (contacts/search.py holds the rule).
+SEARCH_PARAMETER = query_parameter(
+    "search",
+    {"type": "string"},
+    "Contacts whose name contains the text, case-insensitively, or, when the text looks "
+    "like a phone number (digits, spaces, dots, dashes, brackets, an optional leading + "
+    "or 00, at least 3 digits), whose E.164 number contains its digits: `0039 347` finds "
+    "+39347... Surrounding spaces are ignored.",
+)
 # The member list's and the segment export's (segments.forms.opt_outs reads them).
 OPT_OUT_PARAMETERS = [
     query_parameter(

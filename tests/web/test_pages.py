@@ -537,6 +537,15 @@ def test_lists_search_and_page(alice: User) -> None:
     assert "person 7" in alice.client.get("/contacts?search=person+7").text
 
 
+def test_the_dashboard_searches_contacts_with_the_apis_rule(alice: User) -> None:
+    alice.make_contact("+393471234567", name="Giulia")
+    alice.make_contact("+14155552671", name="Bo")
+    sign_in(alice)
+    for text in ("0039 3471", "+39 347-123", "GIULIA"):
+        page = alice.client.get("/contacts", params={"search": text}).text
+        assert "Giulia" in page and "+14155552671" not in page, text
+
+
 def test_the_import_page_imports_and_reports_bad_rows(alice: User, bob: User) -> None:
     token = sign_in(alice)
     segment_id = alice.make_segment(filters_countries=["IT"])

@@ -33,9 +33,7 @@ _CREATE_BODY = schemas.request_body(
 )
 _LIST_PARAMETERS = [
     *schemas.page_parameters(),
-    schemas.query_parameter(
-        "search", {"type": "string"}, "Case-insensitive part of the name or phone number."
-    ),
+    schemas.SEARCH_PARAMETER,
     schemas.query_parameter("country_code", {"type": "string"}, "ISO 3166-1 alpha-2 code."),
     schemas.query_parameter("has_opted_out", {"type": "string", "enum": ["0", "1"]}, ""),
 ]

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segmenti import errors
+from segmenti.contacts import search as contact_search
 from segmenti.db.tables import contact_parameters, contacts, events, snapshot_members
 from segmenti.db.tenant import Tenant
 from segmenti.membership import counts
@@ -111,13 +112,21 @@ def list_contacts(
     country_code: str | None = None,
     has_opted_out: bool | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    where = [Tenant(user_id).owns(contacts)]
-    if search:
-        needle = search.lower()
-        where.append(
-            func.lower(contacts.c.name).contains(needle, autoescape=True)
-            | contacts.c.phone_number.contains(search.replace(" ", ""), autoescape=True)
-        )
+    tenant = Tenant(user_id)
+    where = [tenant.owns(contacts)]
+    wanted = contact_search.parse(search)
+    if wanted is not None and not country_code and has_opted_out is None:
+        # The search alone: its index counts and pages (contacts/search.py).
+        total = contact_search.count(session, wanted, user_id=user_id)
+        ids = contact_search.newest_ids(session, wanted, user_id=user_id, page=page)
+        rows = session.execute(
+            tenant.select(*CONTACT_COLUMNS)
+            .where(contacts.c.id.in_(ids))
+            .order_by(contacts.c.id.desc())
+        ).all()
+        return [render_contact(row) for row in rows], total
+    if wanted is not None:
+        where.append(contact_search.where(session, wanted, user_id=user_id))
     if country_code:
         where.append(contacts.c.country_code == country_code.upper())
     if has_opted_out is not None:

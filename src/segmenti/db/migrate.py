@@ -9,8 +9,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 
+from segmenti.db import search_index
 from segmenti.db.tenant import across_tenants
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -19,6 +20,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def exists_on(obj: Any, dialect_name: str) -> bool:
     """False for a schema object that `ddl_if` keeps off this backend (the SQLite-only
     unique indexes in tables.py), so that autogenerate does not ask to create it."""
+    if isinstance(obj, Table) and search_index.is_search_table(obj.name):
+        return False  # the FTS5 table and its shadow tables (SQLite)
     condition = getattr(obj, "_ddl_if", None)
     if condition is None or condition.dialect is None:
         return True
@@ -36,17 +39,21 @@ def _config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Brings the database to the newest revision (a no-op when it is there)."""
     config = _config()
-    with engine.begin() as connection, across_tenants("migrations rewrite every tenant's rows"):
+    # A connection outside a transaction: Alembic begins its own, which a migration may
+    # commit early to build an index CONCURRENTLY (0010_contact_search).
+    with engine.connect() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        connection.commit()
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Takes the database back to an older revision (tests of the migrations)."""
     config = _config()
-    with engine.begin() as connection, across_tenants("migrations rewrite every tenant's rows"):
+    with engine.connect() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
+        connection.commit()
 
 
 def is_current(engine: Engine) -> bool:

@@ -142,6 +142,16 @@ contacts = Table(
         "country_code",
         "continent_code",
     ),
+    # PostgreSQL's contact search index (db/search_index.py; SQLite has an FTS5 table
+    # instead): trigrams of the name and number, keyed by user first (btree_gin).
+    Index(
+        "ix_contacts_search",
+        "user_id",
+        "name",
+        "phone_number",
+        postgresql_using="gin",
+        postgresql_ops={"name": "gin_trgm_ops", "phone_number": "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql"),
     info={_SQLITE_ROWID_KEY: "id"},
 )
 

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from segmenti import errors
+from segmenti.contacts import search as contact_search
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db.tables import contacts, segment_members, segments
@@ -151,19 +152,22 @@ def list_members(
     after_id: int | None = None,
     include_opted_out: bool = False,
     has_opted_out: bool | None = None,
+    search: str | None = None,
 ) -> MemberPage:
     """Members in contact id order. `after_id` (keyset) starts after that id and makes
     `page` a label only; without it `page` is an OFFSET. `has_opted_out`, when given,
-    decides on its own which opted-out members are in (it needs no include flag)."""
+    decides on its own which opted-out members are in (it needs no include flag).
+    `search` keeps the members the contacts list's search would find."""
     segment = _load(session, user_id=user_id, segment_id=segment_id)
     opt_outs = OptOuts(include_opted_out, has_opted_out)
+    wanted = contact_search.parse(search)
     # Exactly the members total_contacts counts, which is maintained exact: no COUNT
     # over the members per page.
-    counted_only = opt_outs.counted_only
+    counted_only = opt_outs.counted_only and wanted is None
     is_filter = segment["type"] == "filter"
 
     def members(correlated: bool) -> ColumnElement[bool]:
-        return selected_members_where(
+        where = selected_members_where(
             user_id=user_id,
             segment_id=segment_id,
             type=segment["type"],
@@ -171,6 +175,9 @@ def list_members(
             opt_outs=opt_outs,
             correlated=correlated,
         )
+        if wanted is None:
+            return where
+        return and_(where, contact_search.where(session, wanted, user_id=user_id))
 
     if counted_only:
         total = int(segment["total_contacts"])

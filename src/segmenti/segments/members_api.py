@@ -35,6 +35,7 @@ _MEMBER_LIST_PARAMETERS = [
         "results_per_page members, which costs more the deeper the page.",
     ),
     *schemas.OPT_OUT_PARAMETERS,
+    schemas.SEARCH_PARAMETER,
 ]
 
 _CHECK = {
@@ -152,6 +153,7 @@ def list_members(
             after_id=after_id,
             include_opted_out=choice.include_opted_out,
             has_opted_out=choice.has_opted_out,
+            search=request.query_params.get("search"),
         )
     return JSONResponse(
         cursor_envelope(
