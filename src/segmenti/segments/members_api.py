@@ -171,6 +171,7 @@ def list_members(
     if after_id is not None:
         after_id = min(after_id, MAX_ID)  # nothing lies past MAX_ID; the driver cannot bind it
     choice = opt_outs(Params.from_pairs(request.query_params.multi_items()))
+    service.dates_current(database(request), user_id=user_id)
     with database(request).read() as session:
         listed = members.list_members(
             session,

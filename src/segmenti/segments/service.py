@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from segmenti import errors, phones
+from segmenti import errors, phones, timeutil
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db import bulk
 from segmenti.db.bulk import BulkWriter
@@ -345,11 +346,57 @@ def _define(
         members = _owned_contacts(session, user_id=user_id, contact_ids=data.contacts_ids)
         return {"contacts_ids": list(data.contacts_ids)}, counts.ListMembers(members)
     spec = data.filter or filters.Filter()
-    total = None
     if counted is not None and counted.spec == spec:
         counted.snapshot.check(session, user_id=user_id)  # or StaleCount
-        total = counted.total
-    return spec.as_settings(), counts.FilterCount(spec, total)
+        return spec.as_settings(), counts.FilterCount(spec, counted.total, counted.day)
+    return spec.as_settings(), counts.FilterCount(spec)
+
+
+# -- the day's shift --------------------------------------------------------------------
+
+
+def dates_current(db: Database, *, user_id: int) -> None:
+    """Makes every count of the user exact for the current UTC day before a read answers
+    with it: the segments whose filter has dates relative to today and was counted for
+    an earlier day are recounted for today (`counts.days_shifted`). Nearly always one
+    index probe that finds nothing to do. A server that was down at midnight catches up
+    on its first read; of several processes reading at once, the first to take the
+    user's exclusive lock shifts and the others find nothing left.
+
+    SQLite counts in a read snapshot and writes the totals in a short write
+    transaction that checks no contact or segment of the user was written since, like
+    `counting_first`; PostgreSQL counts under the user's exclusive row lock."""
+    today = timeutil.today()
+    with db.read() as session:
+        if not counts.has_stale_days(session, user_id=user_id, today=today):
+            return
+    if db.is_sqlite:
+        for _attempt in range(PRECOUNT_ATTEMPTS):
+            with db.read() as session:
+                snapshot = counts.snapshot(session, user_id=user_id)
+                totals = {
+                    segment_id: counts.count_filter(
+                        session,
+                        user_id=user_id,
+                        spec=filters.Filter.from_settings(settings).on(today),
+                    )
+                    for segment_id, settings, _day in counts.stale_days(
+                        session, user_id=user_id, today=today
+                    )
+                }
+            try:
+                with db.write() as session:
+                    counts.lock_tenant(
+                        session, user_id=user_id, exclusive=True, writes_contacts=False
+                    )
+                    snapshot.check(session, user_id=user_id, segments_too=True)
+                    counts.days_shifted(session, user_id=user_id, today=today, totals=totals)
+                return
+            except counts.StaleCount:
+                continue
+    with db.write() as session:
+        counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
+        counts.days_shifted(session, user_id=user_id, today=today)
 
 
 # -- counting before the write lock ------------------------------------------------------
@@ -373,6 +420,7 @@ class Precounted:
     total: int
     snapshot: counts.Snapshot
     seconds: float
+    day: date  # the UTC day its relative dates were resolved against
 
 
 def filter_to_count(data: SegmentInput) -> filters.Filter | None:
@@ -386,12 +434,13 @@ def filter_to_count(data: SegmentInput) -> filters.Filter | None:
 def precount(db: Database, *, user_id: int, spec: filters.Filter) -> Precounted:
     """Counts the filter in a read transaction: on SQLite (WAL) it holds no lock that a
     writer waits for, and sees one snapshot from its first statement on."""
+    day = timeutil.today()
     with db.read() as session:
         snapshot = counts.snapshot(session, user_id=user_id)
         start = time.perf_counter()
-        total = counts.count_filter(session, user_id=user_id, spec=spec)
+        total = counts.count_filter(session, user_id=user_id, spec=spec.on(day))
         seconds = time.perf_counter() - start
-    return Precounted(spec, total, snapshot, seconds)
+    return Precounted(spec, total, snapshot, seconds, day)
 
 
 def counting_first(
@@ -613,11 +662,9 @@ def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> di
     _require_parameters(kind, data)
     new_numbers: list[phones.PhoneInfo] = []
     if kind == "filter":
-        where = and_(
-            filters.to_sql(data.filter or filters.Filter(), user_id=user_id),
-            contacts.c.has_opted_out.is_(False),
-        )
-        total = counts.count_filter(session, user_id=user_id, spec=data.filter or filters.Filter())
+        spec = (data.filter or filters.Filter()).on(timeutil.today())
+        where = and_(filters.to_sql(spec, user_id=user_id), contacts.c.has_opted_out.is_(False))
+        total = counts.count_filter(session, user_id=user_id, spec=spec)
         first = session.execute(
             select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_CONTACTS)
         ).all()

@@ -95,7 +95,7 @@ class SegmentForm:
             phone_numbers="\n".join(settings.get("phone_numbers", ())),
             contacts_ids=", ".join(map(str, settings.get("contacts_ids", ()))),
             conditions=[
-                ConditionRow(index, c.key, c.condition, c.value)
+                ConditionRow(index, c.key, c.condition, str(c.value))
                 for index, c in enumerate(spec.conditions if spec else ())
             ],
             countries=list(spec.countries or ()) if spec else [],
