@@ -432,3 +432,27 @@ def test_trees_count_and_show_only_their_owners_contacts(
     clock[0] += timedelta(days=1)
     assert alice.total(segment_id) == 3  # alice's read leaves bob's day alone
     assert bob.total(bobs) == 1
+
+
+# -- OpenAPI ------------------------------------------------------------------------------
+
+
+def test_openapi_describes_the_tree_recursively_with_examples(alice: User) -> None:
+    document = alice.get("/api/openapi.json").json()
+    components = document["components"]["schemas"]
+    node = components["FilterNode"]
+    by_title = {choice.get("title"): choice for choice in node["oneOf"]}
+    assert by_title["all"]["properties"]["all"]["items"] == {
+        "$ref": "#/components/schemas/FilterNode"
+    }
+    assert by_title["not"]["properties"]["not"] == {"$ref": "#/components/schemas/FilterNode"}
+    assert "date_after" in components["FilterCondition"]["properties"]["condition"]["enum"]
+    # The example is a valid tree.
+    example = node["example"]
+    assert alice.post("/api/segments/preview", json={"filter": example}).status_code == 200
+    body = document["paths"]["/api/segments"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["properties"]["filter"]["$ref"].endswith(
+        "/FilterNode"
+    )
+    form = body["multipart/form-data"]["schema"]["properties"]["filter"]
+    assert json.loads(form["example"]) == example

@@ -78,9 +78,16 @@ MEMBERSHIP = {
             "items": {
                 "type": "object",
                 "properties": {
+                    "path": {"type": "string"},
+                    "node": {"type": "string"},
                     "key": {"type": "string"},
                     "condition": {"type": "string"},
-                    "value": {"type": "string"},
+                    "value": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "string"}},
+                        ]
+                    },
                     "contact_value": {"type": ["string", "null"]},
                     "held": {"type": "boolean"},
                 },
@@ -88,6 +95,10 @@ MEMBERSHIP = {
         },
         "countries": {**_CHECK, "type": ["object", "null"]},
         "continents": {**_CHECK, "type": ["object", "null"]},
+        "tree": {
+            "$ref": "#/components/schemas/NodeVerdict",
+            "description": "filter trees: every node's verdict, from the root.",
+        },
     },
 }
 PREVIEW = {

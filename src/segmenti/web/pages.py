@@ -23,9 +23,13 @@ from segmenti.paging import Page
 from segmenti.web import sessions
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "1"  # bumped with the static files, so browsers fetch the new ones
+STATIC_VERSION = "2"  # bumped with the static files, so browsers fetch the new ones
 
-CONDITION_LABELS = {name: kind.label for name, kind in conditions.REGISTRY.items()}
+# The reference's conditions (the form's rows); every registered one (the tree builder).
+CONDITION_LABELS = {name: conditions.named(name).label for name in conditions.NAMES}
+TREE_CONDITION_LABELS = {name: conditions.named(name).label for name in conditions.TREE_NAMES}
+# What each condition's value is in the builder: text, a list, a date, or none.
+TREE_CONDITION_VALUES = {name: conditions.named(name).takes for name in conditions.TREE_NAMES}
 
 CONTINENT_NAMES = {
     "AF": "Africa",
@@ -75,6 +79,8 @@ def _environment() -> jinja2.Environment:
     env.filters["country"] = lambda code: phones.country_name(code) if code else "—"
     env.globals.update(
         CONDITION_LABELS=CONDITION_LABELS,
+        TREE_CONDITION_LABELS=TREE_CONDITION_LABELS,
+        TREE_CONDITION_VALUES=TREE_CONDITION_VALUES,
         CONTINENT_NAMES=CONTINENT_NAMES,
         COUNTRIES_BY_CONTINENT=COUNTRIES_BY_CONTINENT,
         TYPE_LABELS=TYPE_LABELS,

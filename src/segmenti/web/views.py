@@ -158,6 +158,7 @@ def _segment_form_page(
             "preview": preview,
             "error": error,
             "max_conditions": _settings(request).max_filter_conditions,
+            "max_leaves": _settings(request).max_filter_leaves,
         },
         status_code=error.status if error is not None and form.action == "save" else 200,
         viewer=viewer,
