@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from bench import data, http_client
+from bench import bench_trees, data, http_client
 from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -663,6 +663,7 @@ TARGETS = {
     "recount_all": ("< 60 s, 0 corrected", lambda r: r["ms"] < 60_000 and not r["corrected"]),
     "server_memory": ("RSS < 1 GB", lambda r: r["peak_rss_mb"] < 1024),
 }
+TARGETS |= bench_trees.TARGETS
 
 
 def _ms(value: float | None) -> str:
@@ -756,6 +757,7 @@ def main() -> None:
     taken: set[str] = set()
     contact_list = list(data.make_contacts(rng, args.contacts, taken=taken))
     plans = data.segment_plans(rng, args.segments, contact_list=contact_list)
+    plans = bench_trees.with_trees(random.Random(args.seed + 14), plans)
     setup["generate_s"] = time.perf_counter() - start
     newest = plans[-50:]
     older = plans[: len(plans) - len(newest)]
@@ -857,6 +859,14 @@ def main() -> None:
                     ),
                 ),
             )
+        steps.append(
+            (
+                "trees",
+                lambda: bench_trees.measure(
+                    client, db, user_id=user_id, reps=args.reps, seed=args.seed
+                ),
+            )
+        )
         for label, step in steps:
             start = time.perf_counter()
             results.update(step())

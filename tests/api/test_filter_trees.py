@@ -456,3 +456,20 @@ def test_openapi_describes_the_tree_recursively_with_examples(alice: User) -> No
     )
     form = body["multipart/form-data"]["schema"]["properties"]["filter"]
     assert json.loads(form["example"]) == example
+
+
+def test_many_dated_segments_shift_from_the_recount_columns(
+    alice: User, db: Database, clock: list[datetime]
+) -> None:
+    people(alice)
+    trees = [
+        leaf("signup", "date_after", "-12d"),  # after 11-19: ada
+        {"not": leaf("signup", "date_after", "-12d")},
+        {"any": [leaf("signup", "date_before", "-61d"), PLAN_PRO]},  # before 10-01: nobody
+        {"all": [leaf("signup", "date_after", "-62d"), {"country": ["IT"]}]},  # after 09-30
+    ]
+    segment_ids = [alice.make_segment(filter=tree) for tree in trees]
+    assert [alice.total(s) for s in segment_ids] == [1, 4, 2, 2]
+    clock[0] += timedelta(days=1)  # after 11-20, before 10-02, after 10-01
+    assert [alice.total(s) for s in segment_ids] == [0, 5, 3, 1]
+    assert stale_counts(db, alice.id) == {}

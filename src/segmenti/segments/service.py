@@ -39,6 +39,7 @@ from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
 from segmenti.paging import Page
+from segmenti.segments import recount
 from segmenti.timeutil import render, utcnow
 
 TYPES = ("bulk", "custom", "filter")
@@ -374,16 +375,7 @@ def dates_current(db: Database, *, user_id: int) -> None:
         for _attempt in range(PRECOUNT_ATTEMPTS):
             with db.read() as session:
                 snapshot = counts.snapshot(session, user_id=user_id)
-                totals = {
-                    segment_id: counts.count_filter(
-                        session,
-                        user_id=user_id,
-                        spec=filters.Filter.from_settings(settings).on(today),
-                    )
-                    for segment_id, settings, _day in counts.stale_days(
-                        session, user_id=user_id, today=today
-                    )
-                }
+                totals = _counted_for(session, user_id=user_id, today=today)
             try:
                 with db.write() as session:
                     counts.lock_tenant(
@@ -396,7 +388,29 @@ def dates_current(db: Database, *, user_id: int) -> None:
                 continue
     with db.write() as session:
         counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
-        counts.days_shifted(session, user_id=user_id, today=today)
+        totals = _counted_for(session, user_id=user_id, today=today)
+        counts.days_shifted(session, user_id=user_id, today=today, totals=totals)
+
+
+# From this many segments to shift, the user's parameters are read once into the
+# recount's columns and every segment counted from them (a few milliseconds each, after
+# a read of the keys they use), rather than one COUNT each.
+SHIFT_FROM_COLUMNS = 3
+
+
+def _counted_for(session: Session, *, user_id: int, today: date) -> dict[int, int]:
+    """Today's count of each dated segment of the user counted for an earlier day."""
+    specs = {
+        segment_id: filters.Filter.from_settings(settings).on(today)
+        for segment_id, settings, _day in counts.stale_days(session, user_id=user_id, today=today)
+    }
+    if len(specs) < SHIFT_FROM_COLUMNS:
+        return {
+            segment_id: counts.count_filter(session, user_id=user_id, spec=spec)
+            for segment_id, spec in specs.items()
+        }
+    columns = recount.UserColumns(session, user_id=user_id)
+    return {segment_id: columns.count(spec) for segment_id, spec in specs.items()}
 
 
 # -- counting before the write lock ------------------------------------------------------
