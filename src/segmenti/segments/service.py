@@ -660,6 +660,9 @@ def _count_new_contacts(
 # -- previewing -----------------------------------------------------------------------
 
 PREVIEW_CONTACTS = 10
+# From this many members on, a preview's first members are found by walking the contacts
+# (as member lists do from `members.DENSE_MEMBERS`).
+DENSE_PREVIEW = 10_000
 
 
 def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> dict[str, Any]:
@@ -677,8 +680,15 @@ def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> di
     new_numbers: list[phones.PhoneInfo] = []
     if kind == "filter":
         spec = (data.filter or filters.Filter()).on(timeutil.today())
-        where = and_(filters.to_sql(spec, user_id=user_id), contacts.c.has_opted_out.is_(False))
         total = counts.count_filter(session, user_id=user_id, spec=spec)
+        # Many members: walk the contacts in id order probing each (the correlated
+        # shape), which stops at the tenth member; building every condition's holders
+        # first (the other shape) costs as much as the count again. Few members: the
+        # walk would read most contacts to find them, and the holders are the cheaper.
+        where = and_(
+            filters.to_sql(spec, user_id=user_id, correlated=total >= DENSE_PREVIEW),
+            contacts.c.has_opted_out.is_(False),
+        )
         first = session.execute(
             select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_CONTACTS)
         ).all()
