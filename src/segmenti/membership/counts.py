@@ -14,6 +14,12 @@ transaction, so a count is never behind an answered write (docs/counts.md):
     a bulk or custom segment's members stored and counted, a filter segment counted
     from scratch (or with the count taken before the write transaction, on SQLite).
   * `totals_recounted`: the totals `segmenti segments recount` corrected.
+  * `days_shifted`: a new UTC day for the filters with dates relative to today. Such a
+    segment's total is the count for its `counted_day`, and every change to it above
+    is worked out on that day (`pinned`); before counts are read on a later day, the
+    day's shift recounts them for today, under the user's exclusive lock (which makes
+    one process do it), and reports who entered and left at midnight
+    (docs/counts.md, "Dates relative to today").
 
 Which contacts entered or left a segment is worked out only for the segments a
 `Watcher` asks for (`watching`); every other segment gets plain count deltas, so
