@@ -292,6 +292,19 @@ REFERENCE_NAMES: tuple[str, ...] = tuple(REGISTRY)
 MAX_CHOICES = 1_000
 
 
+# Lists up to this long are a plain IN of bound values, which both backends answer
+# with one index look-up per value; longer ones are one bound list (`one_of`), which
+# SQLite answers by reading every value of the key. 100 conditions of this many values
+# stay far below any backend's limit of bound parameters.
+INLINE_CHOICES = 100
+
+
+def _listed(column: ColumnElement[str], choices: tuple[str, ...]) -> ColumnElement[bool]:
+    if len(choices) <= INLINE_CHOICES:
+        return column.in_(choices)
+    return one_of(column, choices)
+
+
 def _in_test(operand: Operand) -> ValueTest:
     choices = frozenset(operand.choices)
     return lambda text, _number: text in choices
@@ -304,7 +317,7 @@ _register(
     takes="list",
     # One (key, value) range of the index per value listed.
     index=IndexRange(order=0, drives=True),
-    sql=lambda table, operand: one_of(table.c.value_folded, operand.choices),
+    sql=lambda table, operand: _listed(table.c.value_folded, operand.choices),
     test=_in_test,
 )
 _register(
