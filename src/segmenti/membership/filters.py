@@ -612,9 +612,13 @@ def node_sql(
         return and_(column.is_not(None), listed) if negated else listed
     if isinstance(node, Not):
         return not_(node_sql(node.child, tenant=tenant, correlated=correlated, negated=not negated))
+    children = node.children
+    if isinstance(node, All):
+        # An AND is the same set in any order, but SQLite drives a count from its first
+        # usable list of holders: a positive condition's, never an OR's or a NOT's.
+        children = tuple(sorted(children, key=_driving_rank))
     clauses = [
-        node_sql(child, tenant=tenant, correlated=correlated, negated=negated)
-        for child in node.children
+        node_sql(child, tenant=tenant, correlated=correlated, negated=negated) for child in children
     ]
     if isinstance(node, All):
         # Not SQL's TRUE for an empty `all`: SQLAlchemy folds `AND NOT TRUE` into a
@@ -642,6 +646,19 @@ def _condition_sql(
         )
         return kind.member_sql(held)
     return kind.member_sql(contacts.c.id.in_(holders_sql(condition, user_id=tenant.user_id)))
+
+
+def _driving_rank(node: Node) -> tuple[int, int]:
+    """How well a child of an `all` drives its walk, best first: narrow positive
+    conditions (one value, a few values, a prefix), other positive ones and places,
+    then groups, then negations."""
+    if isinstance(node, Condition):
+        if node.kind.negated:
+            return (3, 0)
+        return (0 if node.kind.drives_count else 1, node.kind.index.order)
+    if isinstance(node, Places):
+        return (1, 9)
+    return (2, 0) if isinstance(node, All | AnyOf) else (3, 0)
 
 
 def holders_sql(condition: Condition, *, user_id: int) -> Select[Any]:
