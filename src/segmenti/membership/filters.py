@@ -2,7 +2,10 @@
 
 A filter is data (`Filter`), stored as the segment's JSON settings: conditions on
 custom parameters (each naming a registered condition, `conditions.py`), countries and
-continents. It compiles to
+continents, either flat (the reference's fields: all of them hold) or as a tree of
+`all` / `any` / `not` groups (`Node`, docs/filter-trees.md). A flat filter is the tree
+`all(countries, continents, conditions...)` (`Filter.root`), so each compilation below
+walks one tree. It compiles to
   * a bound SQLAlchemy expression over `contacts` (`to_sql`), for member lists; every
     value is a bound parameter and every key is compared as a value, never spliced
     into SQL or a JSON path;
@@ -135,7 +138,9 @@ class Condition:
             return Operand("", None)
         assert isinstance(self.value, str)
         if takes == "date":
-            return Operand(self.on(timeutil.today()).value or "", None)  # type: ignore[arg-type]
+            day = self.on(timeutil.today()).value
+            assert isinstance(day, str)  # a date condition's value is text
+            return Operand(day, None)
         return Operand(fold(self.value), parse_number(self.value))
 
 
