@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from bench import bench_events, bench_search, data, http_client
+from bench import bench_events, bench_search, bench_trees, data, http_client
 from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -667,6 +667,7 @@ TARGETS = {
     "server_memory": ("RSS < 1 GB", lambda r: r["peak_rss_mb"] < 1024),
 }
 TARGETS |= bench_search.targets()
+TARGETS |= bench_trees.TARGETS
 
 
 def _ms(value: float | None) -> str:
@@ -760,6 +761,7 @@ def main() -> None:
     taken: set[str] = set()
     contact_list = list(data.make_contacts(rng, args.contacts, taken=taken))
     plans = data.segment_plans(rng, args.segments, contact_list=contact_list)
+    plans = bench_trees.with_trees(random.Random(args.seed + 14), plans)
     setup["generate_s"] = time.perf_counter() - start
     newest = plans[-50:]
     older = plans[: len(plans) - len(newest)]
@@ -878,6 +880,15 @@ def main() -> None:
                     ),
                 ),
             )
+        steps.insert(
+            len(steps) - 1,
+            (
+                "trees",
+                lambda: bench_trees.measure(
+                    client, db, user_id=user_id, reps=args.reps, seed=args.seed
+                ),
+            ),
+        )
         if "/api/webhooks" in paths:
             steps.insert(
                 len(steps) - 1,  # before the search step, which stays last

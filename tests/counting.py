@@ -7,8 +7,7 @@ from sqlalchemy import func, select
 
 from segmenti.db.engine import Database
 from segmenti.db.tables import contacts, segments
-from segmenti.membership import filters
-from segmenti.membership.counts import count_filter, count_members
+from segmenti.membership.counts import count_filter, count_members, pinned
 from segmenti.segments.members import members_where
 from segmenti.segments.recount import UserColumns
 
@@ -21,7 +20,13 @@ def count_forms(db: Database, user_id: int) -> dict[int, dict[str, int]]:
     forms: dict[int, dict[str, int]] = {}
     with db.read() as session:
         rows = session.execute(
-            select(segments.c.id, segments.c.type, segments.c.settings, segments.c.total_contacts)
+            select(
+                segments.c.id,
+                segments.c.type,
+                segments.c.settings,
+                segments.c.total_contacts,
+                segments.c.counted_day,
+            )
             .where(segments.c.user_id == user_id)
             .order_by(segments.c.id)
         ).all()
@@ -33,7 +38,8 @@ def count_forms(db: Database, user_id: int) -> dict[int, dict[str, int]]:
             listed = session.execute(select(func.count()).select_from(contacts).where(where))
             totals = {"maintained": row.total_contacts, "listed": int(listed.scalar_one())}
             if row.type == "filter":
-                spec = filters.Filter.from_settings(row.settings)
+                # A filter with relative dates, on the day its total is counted for.
+                spec = pinned(row.settings, row.counted_day)
                 totals["counted"] = count_filter(session, user_id=user_id, spec=spec)
                 totals["recounted"] = columns.count(spec)
             else:

@@ -152,6 +152,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         **schema.get("components", {}),
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     }
+    # Recursive schemas (filter trees) can only be written as references.
+    schema["components"]["schemas"] = {
+        **schema["components"].get("schemas", {}),
+        **schemas.FILTER_COMPONENTS,
+        **schemas.VERDICT_COMPONENTS,
+    }
     schema["security"] = [{"bearer": []}]
     app.openapi_schema = schema
     return schema

@@ -28,6 +28,10 @@ class _Field:
     indexed: dict[str, str] = field(default_factory=dict)  # `[index]` entries
     nested: bool = False  # sent with deeper brackets, `a[0][1]`: never valid here
     file: bool = False  # sent as a multipart file part: never a valid value here
+    # A JSON object as sent in a JSON body, for parameters that are documents (`document`)
+    document: Any = None
+    # That object holds objects or lists: it is only readable as a document
+    structured: bool = False
 
 
 class Params:
@@ -83,7 +87,11 @@ class Params:
                 params._fields.setdefault(name.removesuffix("[]"), _Field())
             elif isinstance(value, dict):
                 entry = params._fields.setdefault(name, _Field())
+                entry.document = value
                 for key, item in value.items():
+                    if isinstance(item, dict | list):
+                        entry.structured = True
+                        continue
                     entry.indexed[_unicode(f"{name}.{key!r}", key)] = _scalar(name, item)
             else:
                 params.add(name, _scalar(name, value))
@@ -101,6 +109,7 @@ class Params:
         return json.dumps(
             {
                 name: [entry.values, sorted(entry.indexed.items()), entry.nested]
+                + ([entry.document] if entry.structured else [])
                 for name, entry in sorted(self._fields.items())
             },
             ensure_ascii=False,
@@ -148,8 +157,28 @@ class Params:
             raise errors.Invalid(f"{name} must be an object of keys to values", parameter=name)
         return dict(entry.indexed)
 
+    def document(self, name: str) -> Any:
+        """A parameter that is a JSON document: the object as sent in a JSON body, or
+        the same JSON as the text of a form field. None when absent."""
+        entry = self._fields.get(name)
+        if entry is not None and entry.document is not None:
+            return entry.document
+        text = self.text(name)
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except RecursionError:
+            raise errors.Invalid(f"{name} is nested too deeply", parameter=name) from None
+        except ValueError as exc:
+            raise errors.Invalid(f"{name} is not valid JSON: {exc}", parameter=name) from None
+
     def _field(self, name: str) -> _Field | None:
         entry = self._fields.get(name)
+        if entry is not None and entry.structured:
+            raise errors.Invalid(
+                f"{name} must be a string, a number or a list of them", parameter=name
+            )
         if entry is not None and entry.nested:
             raise errors.Invalid(f"{name} does not take nested brackets", parameter=name)
         if entry is not None and entry.file:

@@ -5,6 +5,7 @@ These only document; requests are parsed by `forms.py` and the services."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from segmenti.membership import conditions
@@ -13,6 +14,149 @@ from segmenti.paging import MAX_PAGE, RESULTS_PER_PAGE
 _STRING = {"type": "string"}
 _STRINGS = {"type": "array", "items": _STRING}
 _INDEX = r"-?[0-9]{1,18}"
+
+# -- filter trees (`filter`): a recursive schema, in components ------------------------
+
+FILTER_NODE_REF = {"$ref": "#/components/schemas/FilterNode"}
+_CONTINENTS = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"]
+_TREE_EXAMPLE = {
+    "all": [
+        {
+            "any": [
+                {"key": "plan", "condition": "in", "value": ["pro", "team"]},
+                {"key": "trial", "condition": "exists"},
+            ]
+        },
+        {"not": {"country": ["US"]}},
+        {"key": "signup", "condition": "date_after", "value": "-30d"},
+    ]
+}
+FILTER_COMPONENTS: dict[str, Any] = {
+    "FilterNode": {
+        "description": "A node of a filter tree: a group (all, any, not), a condition on a "
+        "custom parameter, or a country or continent list. At most 6 levels of groups "
+        "and 100 leaves (SEGMENTI_MAX_FILTER_LEAVES).",
+        "oneOf": [
+            {
+                "type": "object",
+                "title": "all",
+                "description": "Every child holds; an empty list selects every contact.",
+                "required": ["all"],
+                "additionalProperties": False,
+                "properties": {"all": {"type": "array", "items": FILTER_NODE_REF}},
+            },
+            {
+                "type": "object",
+                "title": "any",
+                "description": "At least one child holds.",
+                "required": ["any"],
+                "additionalProperties": False,
+                "properties": {"any": {"type": "array", "minItems": 1, "items": FILTER_NODE_REF}},
+            },
+            {
+                "type": "object",
+                "title": "not",
+                "description": "The exact complement of the child among your contacts.",
+                "required": ["not"],
+                "additionalProperties": False,
+                "properties": {"not": FILTER_NODE_REF},
+            },
+            {"$ref": "#/components/schemas/FilterCondition"},
+            {
+                "type": "object",
+                "title": "country",
+                "required": ["country"],
+                "additionalProperties": False,
+                "properties": {"country": {**_STRINGS, "minItems": 1}},
+            },
+            {
+                "type": "object",
+                "title": "continent",
+                "required": ["continent"],
+                "additionalProperties": False,
+                "properties": {
+                    "continent": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "enum": _CONTINENTS},
+                    }
+                },
+            },
+        ],
+        "example": _TREE_EXAMPLE,
+    },
+    "FilterCondition": {
+        "type": "object",
+        "title": "condition",
+        "description": "A condition on a custom parameter. The reference's ten conditions "
+        "take a string value; in / not_in a list of 1 to 1,000 strings; exists / "
+        "not_exists no value; date_after / date_before a day (YYYY-MM-DD) or whole days "
+        "from today, UTC (-30d, +7d); a stored value is a date when it starts with "
+        "YYYY-MM-DD.",
+        "required": ["key", "condition"],
+        "additionalProperties": False,
+        "properties": {
+            "key": {"type": "string", "minLength": 1, "maxLength": 64},
+            "condition": {"type": "string", "enum": list(conditions.TREE_NAMES)},
+            "value": {
+                "oneOf": [
+                    {"type": "string", "maxLength": 512},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": conditions.MAX_CHOICES,
+                        "items": {"type": "string", "maxLength": 512},
+                    },
+                ]
+            },
+        },
+        "example": {"key": "plan", "condition": "in", "value": ["pro", "team"]},
+    },
+}
+
+FILTER_TREE_JSON_FIELD: dict[str, Any] = {
+    "filter": {
+        **FILTER_NODE_REF,
+        "description": "filter: a filter tree (see FilterNode); not with filters_* fields. "
+        'The segment\'s settings are then {"filter": <the normalized tree>}.',
+    }
+}
+FILTER_TREE_FORM_FIELD: dict[str, Any] = {
+    "filter": {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "description": "filter: a filter tree (see FilterNode) as JSON text; not with "
+        "filters_* fields.",
+        "example": json.dumps(_TREE_EXAMPLE),
+    }
+}
+
+VERDICT_COMPONENTS: dict[str, Any] = {
+    "NodeVerdict": {
+        "type": "object",
+        "description": "One node of a filter tree, evaluated for the contact: `held`, and "
+        "`decided_by`, the paths of the leaves that decided it.",
+        "required": ["path", "node", "held", "decided_by"],
+        "properties": {
+            "path": {"type": "string", "example": "filter.all[1].any[0]"},
+            "node": {
+                "type": "string",
+                "enum": ["all", "any", "not", "condition", "country", "continent"],
+            },
+            "held": {"type": "boolean"},
+            "decided_by": _STRINGS,
+            "children": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/NodeVerdict"},
+            },
+            "key": _STRING,
+            "condition": _STRING,
+            "value": {"oneOf": [_STRING, _STRINGS]},
+            "allowed": _STRINGS,
+            "contact_value": {"type": ["string", "null"]},
+        },
+    }
+}
 
 SEGMENT_FORM_FIELDS: dict[str, Any] = {
     "name": {
@@ -36,6 +180,7 @@ SEGMENT_FORM_FIELDS: dict[str, Any] = {
         "type": "string",
         "description": "custom: comma-separated ids of your contacts, e.g. 1,2,3.",
     },
+    **FILTER_TREE_FORM_FIELD,
     "filters_countries[]": {
         **_STRINGS,
         "description": "filter: ISO 3166-1 alpha-2 codes; the contact's country is one of them.",
@@ -87,6 +232,7 @@ SEGMENT_JSON_FIELDS: dict[str, Any] = {
         "items": {"type": "string", "enum": list(conditions.NAMES)},
     },
     "filters_custom_parameter_value": _STRINGS,
+    **FILTER_TREE_JSON_FIELD,
 }
 
 CONTACT_FORM_FIELDS: dict[str, Any] = {

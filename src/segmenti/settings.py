@@ -33,6 +33,9 @@ class Settings:
     max_filter_conditions: int = 50
     """Most custom-parameter conditions one filter segment may hold."""
 
+    max_filter_leaves: int = 100
+    """Most leaves (conditions, country and continent lists) one filter tree may hold."""
+
     secret_key: str = ""
     """Key that signs the dashboard's session cookies; at least 32 characters. Unset, a
     random key is made once and kept in the file `secret_key` beside the SQLite database

@@ -597,3 +597,31 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="SEGMENTI_SECRET_KEY"):
         sessions.secret_key(Settings(database_url="sqlite://", secret_key="short"))
     assert sessions.secret_key(Settings(secret_key="s" * 32)) == "s" * 32
+
+
+def test_a_filter_tree_saves_from_its_json_field_without_javascript(alice: User) -> None:
+    alice.make_contact("+393331234567", custom_parameters={"plan": "pro"})
+    alice.make_contact("+393331234568", custom_parameters={"plan": "free"})
+    alice.make_contact("+33612345678")
+    token = sign_in(alice)
+    base = {"csrf_token": token, "name": "Not pro", "type": "filter", "filter_mode": "tree"}
+    tree = '{"not": {"key": "plan", "condition": "in", "value": ["pro"]}}'
+    page = alice.client.post("/segments/new", data={**base, "filter": '{"any": []}'})
+    assert page.status_code == 400
+    assert "filter: 'any' takes at least one node" in html.unescape(page.text)
+    response = alice.client.post(
+        "/segments/new",
+        # The rows' fields are posted too (hidden by the page), and ignored.
+        data={**base, "filter": tree, "filters_custom_parameter_key[0]": "plan"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    segment_id = int(response.headers["location"].rsplit("/", 1)[1])
+    assert alice.segment(segment_id)["settings"] == {
+        "filter": {"not": {"key": "plan", "condition": "in", "value": ["pro"]}}
+    }
+    assert alice.total(segment_id) == 2
+    shown = html.unescape(alice.client.get(f"/segments/{segment_id}").text)
+    assert "Not:" in shown and "is one of" in shown
+    edit = html.unescape(alice.client.get(f"/segments/{segment_id}/edit").text)
+    assert '"not": {"key": "plan"' in edit  # the builder's JSON, as saved

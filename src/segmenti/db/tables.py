@@ -211,12 +211,19 @@ segments = Table(
     Column("total_contacts", Integer, nullable=False, server_default="0"),
     Column("last_datetime", DateTime, nullable=True),
     Column("datetime", DateTime, nullable=False),
+    # The UTC day a filter with dates relative to today was counted for (NULL for every
+    # other segment): total_contacts is that day's count until the day's shift moves it
+    # on, before anyone reads it (membership/counts.py, docs/counts.md).
+    Column("counted_day", Date, nullable=True),
     # Serves listing a user's segments and every look-up and count update of one
     # segment; on SQLite the unique index does (see contacts).
     PrimaryKeyConstraint("user_id", "id", name="pk_segments"),
     Index("ix_segments_user_id_id", "user_id", "id", unique=True).ddl_if(dialect="sqlite"),
     # The default order of the list (newest first): 25 rows read, not every segment.
     Index("ix_segments_user_id_datetime", "user_id", "datetime"),
+    # "Has this user a dated segment counted for an earlier day?", asked before every
+    # read of counts: one index probe.
+    Index("ix_segments_user_id_counted_day", "user_id", "counted_day"),
     info={_SQLITE_ROWID_KEY: "id"},
 )
 

@@ -28,12 +28,15 @@ comparison are derived by the same code.
 
 from __future__ import annotations
 
+import json
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Text, and_, true
+from sqlalchemy import Boolean, ColumnElement, Integer, Text, and_, bindparam, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -48,6 +51,8 @@ class Operand:
 
     folded: str
     number: float | None  # None unless the value is a number (always one for `numeric`)
+    # `in` / `not_in`: every value of the list, folded, in the order given, deduplicated
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,10 @@ class ConditionKind:
     # `filters.to_python`, which inlines it.
     negated: bool
     numeric: bool  # its value must be a number (`filters.parse_number`)
+    # What its `value` is (`filters.build_tree` checks it): "text" (any string), "list"
+    # (1 to MAX_CHOICES strings), "date" (YYYY-MM-DD or whole days from today, `-30d`),
+    # or "none" (no value at all).
+    takes: str
     index: IndexRange  # of the positive twin: a negation reads the same range
     # (a contact_parameters table or alias, operand) -> the positive twin's clause
     _sql: Callable[[Any, Operand], ColumnElement[bool]]
@@ -114,9 +123,15 @@ class ConditionKind:
         return everyone ^ held if self.negated else held
 
     # -- wording ------------------------------------------------------------------
-    def phrase(self, key: str, value: str) -> str:
+    def phrase(self, key: str, value: str | tuple[str, ...] | None) -> str:
         """The condition as an explanation of membership names it: `plan exact 'pro'`
         (its stored name, as the explanation's `condition` field gives it)."""
+        if value is None:
+            return f"{key} {self.name}"
+        if isinstance(value, tuple):
+            shown = ", ".join(repr(item) for item in value[:5])
+            more = f", ... ({len(value)} values)" if len(value) > 5 else ""
+            return f"{key} {self.name} [{shown}{more}]"
         return f"{key} {self.name} {value!r}"
 
 
@@ -132,6 +147,7 @@ def _register(
     index: IndexRange,
     numeric: bool = False,
     negated_label: str | None = None,
+    takes: str = "text",
 ) -> None:
     """Registers a family: its positive condition and, with `negated_label`, its
     `not_` twin (the same SQL, test and index range; the complement of its holders)."""
@@ -145,6 +161,7 @@ def _register(
             label=form_label,
             negated=negated,
             numeric=numeric,
+            takes=takes,
             index=index,
             _sql=sql,
             _test=test,
@@ -267,8 +284,119 @@ _register_comparison(
     "lower_than", "is less than", index=IndexRange(order=3, drives=False), compare=operator.lt
 )
 
-# Every condition's name, in the order the API lists them.
-NAMES: tuple[str, ...] = tuple(REGISTRY)
+# The conditions of the reference API, which its flat `filters_custom_parameter_*`
+# fields take; the ones registered below them only come in a filter tree.
+REFERENCE_NAMES: tuple[str, ...] = tuple(REGISTRY)
+
+# Most values one `in` / `not_in` condition lists.
+MAX_CHOICES = 1_000
+
+
+# Lists up to this long are a plain IN of bound values, which both backends answer
+# with one index look-up per value; longer ones are one bound list (`one_of`), which
+# SQLite answers by reading every value of the key. 100 conditions of this many values
+# stay far below any backend's limit of bound parameters.
+INLINE_CHOICES = 100
+
+
+def _listed(column: ColumnElement[str], choices: tuple[str, ...]) -> ColumnElement[bool]:
+    if len(choices) <= INLINE_CHOICES:
+        return column.in_(choices)
+    return one_of(column, choices)
+
+
+def _in_test(operand: Operand) -> ValueTest:
+    choices = frozenset(operand.choices)
+    return lambda text, _number: text in choices
+
+
+_register(
+    "in",
+    "is one of",
+    negated_label="is none of",
+    takes="list",
+    # One (key, value) range of the index per value listed.
+    index=IndexRange(order=0, drives=True),
+    sql=lambda table, operand: _listed(table.c.value_folded, operand.choices),
+    test=_in_test,
+)
+_register(
+    "exists",
+    "is present",
+    negated_label="is absent",
+    takes="none",
+    # Every value of the key.
+    index=IndexRange(order=6, drives=False),
+    sql=lambda _table, _operand: true(),
+    test=lambda _operand: lambda _text, _number: True,
+)
+
+# A stored value is a date when it starts with one: "2026-03-01", "2026-03-01T10:00Z".
+# Dates of that shape order as their text does, so a date condition compares the
+# first ten characters as text, in SQL as in Python.
+_DATE_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def _date_of(operand: Operand) -> str:
+    # A date condition's operand is the absolute day (`filters.Condition.on` resolves a
+    # relative one against the clock).
+    return operand.folded
+
+
+def _register_date(
+    name: str,
+    label: str,
+    *,
+    index: IndexRange,
+    held_range: Callable[[ColumnElement[str], str], ColumnElement[bool]],
+    compare: Callable[[str, str], bool],
+) -> None:
+    """A condition comparing the day a stored value starts with to the operand's day:
+    `held_range(column, day)` is the index range of the values whose first ten
+    characters `compare` true with the day; the date shape is checked besides."""
+
+    def held_sql(table: Any, operand: Operand) -> ColumnElement[bool]:
+        column = table.c.value_folded
+        return and_(held_range(column, _date_of(operand)), starts_with_date(column))
+
+    def value_test(operand: Operand) -> ValueTest:
+        day = _date_of(operand)
+        return lambda text, _number: (
+            _DATE_PREFIX.match(text) is not None and compare(text[:10], day)
+        )
+
+    _register(name, label, takes="date", index=index, sql=held_sql, test=value_test)
+
+
+def _after_day(column: ColumnElement[str], day: str) -> ColumnElement[bool]:
+    # The first ten characters are after the day exactly when the whole value sorts at
+    # or above the least string after every string starting with the day: an index
+    # range, like `starts_with`'s.
+    upper = prefix_upper_bound(day)
+    assert upper is not None  # a day is ASCII digits and dashes
+    return column >= upper
+
+
+# Half of the key's values each.
+_register_date(
+    "date_after",
+    "is after",
+    index=IndexRange(order=2, drives=False),
+    held_range=_after_day,
+    compare=operator.gt,
+)
+_register_date(
+    "date_before",
+    "is before",
+    index=IndexRange(order=3, drives=False),
+    held_range=lambda column, day: column < day,
+    compare=operator.lt,
+)
+
+# The flat reference fields take the reference's conditions (`NAMES`); a filter tree
+# takes every registered one (`TREE_NAMES`), in the order the API lists them.
+NAMES: tuple[str, ...] = REFERENCE_NAMES
+TREE_NAMES: tuple[str, ...] = tuple(REGISTRY)
 # The condition of a filter's condition given without one.
 DEFAULT = "exact"
 
@@ -339,3 +467,55 @@ def prefix_upper_bound(prefix: str) -> str | None:
         if following <= 0x10FFFF:
             return "".join(chars) + chr(following)
     return None
+
+
+class one_of(FunctionElement[bool]):  # noqa: N801 - named like the SQL functions
+    """`column` equals one of `values`, with the whole list bound as ONE parameter:
+    PostgreSQL takes at most 65,535 bound parameters a statement, and a filter may
+    list 100 x 1,000 values. PostgreSQL binds a text array (`= ANY(...)`), SQLite a
+    JSON array it reads with `json_each`. Both binds are built; each dialect renders
+    (and so sends) only its own."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[str], values: tuple[str, ...]) -> None:
+        super().__init__(
+            column,
+            bindparam(None, json.dumps(list(values), ensure_ascii=False), type_=Text()),
+            bindparam(None, list(values), type_=ARRAY(Text())),
+        )
+
+
+@compiles(one_of, "sqlite")
+def _one_of_sqlite(element: one_of, compiler: Any, **kw: Any) -> str:
+    column, listed, _array = element.clauses
+    # Compiled SQL elements only: the list is one bound parameter.
+    rendered_list = compiler.process(listed, **kw)
+    return f"{compiler.process(column, **kw)} IN (SELECT value FROM json_each({rendered_list}))"  # noqa: S608
+
+
+@compiles(one_of, "postgresql")
+def _one_of_postgresql(element: one_of, compiler: Any, **kw: Any) -> str:
+    column, _listed, array = element.clauses
+    return f"{compiler.process(column, **kw)} = ANY({compiler.process(array, **kw)})"
+
+
+class starts_with_date(FunctionElement[bool]):  # noqa: N801 - named like the SQL functions
+    """`text` starts with ten characters shaped YYYY-MM-DD (ASCII digits). The pattern
+    is a constant of this module, never user text."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(starts_with_date, "sqlite")
+def _starts_with_date_sqlite(element: starts_with_date, compiler: Any, **kw: Any) -> str:
+    text = compiler.process(element.clauses, **kw)
+    return f"(substr({text}, 1, 10) GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]')"
+
+
+@compiles(starts_with_date, "postgresql")
+def _starts_with_date_postgresql(element: starts_with_date, compiler: Any, **kw: Any) -> str:
+    text = compiler.process(element.clauses, **kw)
+    return f"({text} ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')"

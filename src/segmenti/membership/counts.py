@@ -14,6 +14,12 @@ transaction, so a count is never behind an answered write (docs/counts.md):
     a bulk or custom segment's members stored and counted, a filter segment counted
     from scratch (or with the count taken before the write transaction, on SQLite).
   * `totals_recounted`: the totals `segmenti segments recount` corrected.
+  * `days_shifted`: a new UTC day for the filters with dates relative to today. Such a
+    segment's total is the count for its `counted_day`, and every change to it above
+    is worked out on that day (`pinned`); before counts are read on a later day, the
+    day's shift recounts them for today, under the user's exclusive lock (which makes
+    one process do it), and reports who entered and left at midnight
+    (docs/counts.md, "Dates relative to today").
 
 Which contacts entered or left a segment is worked out only for the segments a
 `Watcher` asks for (`watching`); every other segment gets plain count deltas, so
@@ -40,6 +46,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 from sqlalchemy import Date, Integer, Select, bindparam, func, insert, literal, select
@@ -47,7 +54,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from segmenti import metrics
+from segmenti import metrics, timeutil
 from segmenti.db.bulk import listed
 from segmenti.db.tables import contacts, segment_history, segment_members, segments, users
 from segmenti.db.tenant import Tenant, bound_tenant
@@ -157,14 +164,9 @@ def _filter_predicates(
     cached = _cache.get(key)
     if cached is not None and cached.version == version:
         return cached.predicates
-    rows = session.execute(
-        Tenant(user_id)
-        .select(segments.c.id, segments.c.settings)
-        .where(segments.c.type == "filter")
-        .order_by(segments.c.id)
-    ).all()
     predicates = tuple(
-        (row.id, filters.to_python(filters.Filter.from_settings(row.settings))) for row in rows
+        (segment_id, filters.to_python(spec))
+        for segment_id, spec in _filter_segments(session, user_id=user_id)
     )
     with _cache_lock:
         _cache[key] = _CompiledSegments(version, predicates)
@@ -178,6 +180,27 @@ def has_segments(session: Session, *, user_id: int, version: str) -> bool:
         return True
     listed_segment = session.execute(Tenant(user_id).select(segments.c.id).limit(1)).first()
     return listed_segment is not None
+
+
+def _filter_segments(session: Session, *, user_id: int) -> list[tuple[int, filters.Filter]]:
+    """(segment id, filter) of every filter segment of the user, in id order, each
+    pinned to the day its total was counted for (`pinned`)."""
+    rows = session.execute(
+        Tenant(user_id)
+        .select(segments.c.id, segments.c.settings, segments.c.counted_day)
+        .where(segments.c.type == "filter")
+        .order_by(segments.c.id)
+    ).all()
+    return [(row.id, pinned(row.settings, row.counted_day)) for row in rows]
+
+
+def pinned(settings: Mapping[str, Any], counted_day: date | None) -> filters.Filter:
+    """A stored filter as its total_contacts counts it: with dates relative to today
+    resolved against the day it was counted for. Every change to that total (a contact
+    write's delta, a recount) is worked out on the same day, so the total stays that
+    day's exact count until the day's shift (`days_shifted`) moves it on."""
+    spec = filters.Filter.from_settings(settings)
+    return spec.on(counted_day) if counted_day is not None else spec
 
 
 # -- counting from scratch ------------------------------------------------------------
@@ -439,18 +462,10 @@ def _list_changes(
 
 def _count_filters(session: Session, *, user_id: int, unless: Collection[int]) -> dict[int, int]:
     """Every filter segment of the user but `unless`, counted from scratch."""
-    rows = session.execute(
-        Tenant(user_id)
-        .select(segments.c.id, segments.c.settings)
-        .where(segments.c.type == "filter")
-        .order_by(segments.c.id)
-    ).all()
     return {
-        row.id: count_filter(
-            session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
-        )
-        for row in rows
-        if row.id not in unless
+        segment_id: count_filter(session, user_id=user_id, spec=spec)
+        for segment_id, spec in _filter_segments(session, user_id=user_id)
+        if segment_id not in unless
     }
 
 
@@ -467,10 +482,13 @@ class ListMembers:
 @dataclass(frozen=True, slots=True)
 class FilterCount:
     """A filter segment's filter, and its count from scratch when the caller took it
-    before the write transaction (and checked it still holds); None counts it here."""
+    before the write transaction (and checked it still holds); None counts it here.
+    `day`: the UTC day the count is for (today when None), which a filter with dates
+    relative to today is stored as counted for."""
 
     spec: filters.Filter
     total: int | None = None
+    day: date | None = None
 
 
 def segment_defined(
@@ -499,19 +517,24 @@ def segment_defined(
             .delete(segment_members)
             .where(segment_members.c.segment_id == segment_id)
         )
+    day: date | None = None
     if isinstance(definition, ListMembers):
         _store_members(session, user_id=user_id, segment_id=segment_id, members=definition.members)
         total = sum(1 for _, opted_out in definition.members if not opted_out)
-    elif definition.total is not None:
-        total = definition.total
     else:
-        total = count_filter(session, user_id=user_id, spec=definition.spec)
-    _write(session, user_id=user_id, totals={segment_id: total})
+        counted_day = definition.day or timeutil.today()
+        day = counted_day if definition.spec.dated else None
+        if definition.total is not None:
+            total = definition.total
+        else:
+            total = count_filter(session, user_id=user_id, spec=definition.spec.on(counted_day))
+    _write(session, user_id=user_id, totals={segment_id: total}, days={segment_id: day})
     if watch is not None:
         if isinstance(definition, ListMembers):
             after = {contact_id for contact_id, opted_out in definition.members if not opted_out}
         else:
-            after = _filter_members(session, user_id=user_id, spec=definition.spec)
+            spec = definition.spec if day is None else definition.spec.on(day)
+            after = _filter_members(session, user_id=user_id, spec=spec)
         watch.add(segment_id, 1, after - before)
         watch.add(segment_id, -1, before - after)
     return _tell(session, watch, user_id=user_id)
@@ -535,12 +558,12 @@ def _members(session: Session, *, user_id: int, segment_id: int) -> set[int]:
     """The counted members of a stored segment (watched segments only: a full read)."""
     tenant = Tenant(user_id)
     row = session.execute(
-        tenant.select(segments.c.type, segments.c.settings).where(segments.c.id == segment_id)
+        tenant.select(segments.c.type, segments.c.settings, segments.c.counted_day).where(
+            segments.c.id == segment_id
+        )
     ).one()
     if row.type == "filter":
-        return _filter_members(
-            session, user_id=user_id, spec=filters.Filter.from_settings(row.settings)
-        )
+        return _filter_members(session, user_id=user_id, spec=pinned(row.settings, row.counted_day))
     query = _listed_members(
         select(segment_members.c.contact_id), user_id=user_id, segment_id=segment_id
     )
@@ -563,6 +586,69 @@ def totals_recounted(session: Session, *, user_id: int, totals: Mapping[int, int
     _write(session, user_id=user_id, totals=totals)
 
 
+# -- the day's shift -------------------------------------------------------------------
+
+
+def stale_days(session: Session, *, user_id: int, today: date) -> list[tuple[int, Any, date]]:
+    """(segment id, settings, counted day) of the user's segments with dates relative to
+    today whose total is an earlier day's count: what `days_shifted` moves on. With
+    none (nearly always), one probe of the (user_id, counted_day) index."""
+    rows = session.execute(
+        Tenant(user_id)
+        .select(segments.c.id, segments.c.settings, segments.c.counted_day)
+        .where(segments.c.counted_day < today)
+        .order_by(segments.c.id)
+    ).all()
+    return [(row.id, row.settings, row.counted_day) for row in rows]
+
+
+def has_stale_days(session: Session, *, user_id: int, today: date) -> bool:
+    found = session.execute(
+        Tenant(user_id).select(segments.c.id).where(segments.c.counted_day < today).limit(1)
+    ).first()
+    return found is not None
+
+
+def days_shifted(
+    session: Session, *, user_id: int, today: date, totals: Mapping[int, int] | None = None
+) -> Moves:
+    """Moves every dated segment counted for an earlier day on to `today`: its total
+    becomes today's count (`totals`, counted before the write transaction, or counted
+    here) and its counted_day today. Members enter and leave at midnight without any
+    write; watched segments say who.
+
+    Call under `lock_tenant(exclusive=True)`: it is the claim. The stale segments are
+    read again under it, so of several processes asking at once the first shifts and
+    the others find nothing left to do. Returns the moves (empty when nothing moved)."""
+    stale = stale_days(session, user_id=user_id, today=today)
+    if not stale:
+        return Moves(user_id)
+    watch = _watch(session, user_id=user_id)
+    new_totals: dict[int, int] = {}
+    for segment_id, settings, counted_day in stale:
+        spec = filters.Filter.from_settings(settings)
+        known = (totals or {}).get(segment_id)
+        new_totals[segment_id] = (
+            known
+            if known is not None
+            else count_filter(session, user_id=user_id, spec=spec.on(today))
+        )
+        if watch is not None and segment_id in watch.segments:
+            before = _filter_members(session, user_id=user_id, spec=spec.on(counted_day))
+            after = _filter_members(session, user_id=user_id, spec=spec.on(today))
+            watch.add(segment_id, 1, after - before)
+            watch.add(segment_id, -1, before - after)
+    _write(
+        session,
+        user_id=user_id,
+        totals=new_totals,
+        days=dict.fromkeys(new_totals, today),
+    )
+    # The compiled predicates of contact writes are pinned to the old day.
+    segments_changed(session, user_id=user_id)
+    return _tell(session, watch, user_id=user_id)
+
+
 # -- the one writer of total_contacts -------------------------------------------------
 
 
@@ -572,6 +658,7 @@ def _write(
     user_id: int,
     totals: Mapping[int, int] | None = None,
     deltas: Mapping[int, int] | None = None,
+    days: Mapping[int, date | None] | None = None,
 ) -> None:
     """Sets `totals` (counted from scratch) and adds `deltas` to `segments.total_contacts`:
     the only statements that write it.
@@ -582,6 +669,11 @@ def _write(
     under the user's exclusive lock."""
     one_segment = Tenant(user_id).update(segments).where(segments.c.id == bindparam("segment_id"))
     moved: Counter[int] = Counter({s: d for s, d in (deltas or {}).items() if d})
+    if days:
+        session.execute(
+            one_segment.values(counted_day=bindparam("day")),
+            [{"segment_id": s, "day": day} for s, day in sorted(days.items())],
+        )
     if totals:
         before = {
             row.id: row.total_contacts

@@ -2,7 +2,10 @@
 
 A filter is data (`Filter`), stored as the segment's JSON settings: conditions on
 custom parameters (each naming a registered condition, `conditions.py`), countries and
-continents. It compiles to
+continents, either flat (the reference's fields: all of them hold) or as a tree of
+`all` / `any` / `not` groups (`Node`, docs/filter-trees.md). A flat filter is the tree
+`all(countries, continents, conditions...)` (`Filter.root`), so each compilation below
+walks one tree. It compiles to
   * a bound SQLAlchemy expression over `contacts` (`to_sql`), for member lists; every
     value is a bound parameter and every key is compared as a value, never spliced
     into SQL or a JSON path;
@@ -22,13 +25,14 @@ number, that number (`parse_number`). Tests check they agree.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, not_, or_, select
 
-from segmenti import errors, phones
+from segmenti import errors, phones, timeutil
 from segmenti.db.tables import contact_parameters, contacts
 from segmenti.db.tenant import Tenant
 from segmenti.membership import conditions
@@ -54,6 +58,36 @@ def parse_number(text: str) -> float | None:
     return float(stripped)
 
 
+# A condition's value: text (the reference's conditions, dates), a list (`in`,
+# `not_in`) or none (`exists`, `not_exists`).
+Value = str | tuple[str, ...] | None
+
+# Whole days from today, UTC: "-30d", "+7d" (`Condition.on` resolves them).
+_RELATIVE_DAYS = re.compile(r"([+-]?)([0-9]{1,5})d", re.ASCII)
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+MAX_RELATIVE_DAYS = 36_600
+
+
+def relative_days(value: str) -> int | None:
+    """The days from today a date condition's value says (`-30d` is -30), or None when
+    it is an absolute day."""
+    match = _RELATIVE_DAYS.fullmatch(value)
+    if match is None:
+        return None
+    days = int(match[2])
+    return -days if match[1] == "-" else days
+
+
+def parse_day(value: str) -> date | None:
+    """An absolute day, `YYYY-MM-DD`, or None."""
+    if not _ISO_DAY.fullmatch(value):
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     """One condition of a filter: `key`'s value satisfies the registered condition
@@ -61,29 +95,205 @@ class Condition:
 
     key: str
     condition: str
-    value: str
+    value: Value
 
-    def as_settings(self) -> dict[str, str]:
-        return {"key": self.key, "condition": self.condition, "value": self.value}
+    def as_settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"key": self.key, "condition": self.condition}
+        if isinstance(self.value, tuple):
+            settings["value"] = list(self.value)
+        elif self.value is not None:
+            settings["value"] = self.value
+        return settings
 
     @property
     def kind(self) -> ConditionKind:
         return conditions.named(self.condition)
 
     @property
+    def dated(self) -> bool:
+        """A date relative to today: what it selects changes at UTC midnight."""
+        return (
+            isinstance(self.value, str)
+            and self.kind.takes == "date"
+            and (relative_days(self.value) is not None)
+        )
+
+    def on(self, day: date) -> Condition:
+        """The condition with a relative date resolved against `day`."""
+        if not self.dated:
+            return self
+        assert isinstance(self.value, str)
+        days = relative_days(self.value) or 0
+        return Condition(self.key, self.condition, (day + timedelta(days=days)).isoformat())
+
+    @property
     def operand(self) -> Operand:
-        """The value, derived like a stored parameter's value."""
+        """The value, derived like a stored parameter's value. A relative date not yet
+        resolved (`on`) counts from the clock's today."""
+        takes = self.kind.takes
+        if takes == "list":
+            assert isinstance(self.value, tuple)
+            return Operand("", None, tuple(dict.fromkeys(fold(item) for item in self.value)))
+        if takes == "none":
+            return Operand("", None)
+        assert isinstance(self.value, str)
+        if takes == "date":
+            day = self.on(timeutil.today()).value
+            assert isinstance(day, str)  # a date condition's value is text
+            return Operand(day, None)
         return Operand(fold(self.value), parse_number(self.value))
+
+
+# -- the tree -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    """Every child holds (no child: every contact)."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """At least one child holds (at least one child)."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """The exact complement of the child among the user's contacts."""
+
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Places:
+    """The contact's country (`field` "country") or continent is one of `codes`."""
+
+    field: str
+    codes: tuple[str, ...]
+
+
+Node = All | AnyOf | Not | Places | Condition
+GROUP_DEPTH = 6
+
+
+def leaves(node: Node) -> Iterator[Condition | Places]:
+    """The tree's leaves, depth first."""
+    if isinstance(node, All | AnyOf):
+        for child in node.children:
+            yield from leaves(child)
+    elif isinstance(node, Not):
+        yield from leaves(node.child)
+    else:
+        yield node
+
+
+def _pinned(node: Node, day: date) -> Node:
+    if isinstance(node, All):
+        return All(tuple(_pinned(child, day) for child in node.children))
+    if isinstance(node, AnyOf):
+        return AnyOf(tuple(_pinned(child, day) for child in node.children))
+    if isinstance(node, Not):
+        return Not(_pinned(node.child, day))
+    if isinstance(node, Condition):
+        return node.on(day)
+    return node
+
+
+def node_settings(node: Node) -> dict[str, Any]:
+    """A node as stored in a segment's settings and as the API takes it."""
+    if isinstance(node, All):
+        return {"all": [node_settings(child) for child in node.children]}
+    if isinstance(node, AnyOf):
+        return {"any": [node_settings(child) for child in node.children]}
+    if isinstance(node, Not):
+        return {"not": node_settings(node.child)}
+    if isinstance(node, Places):
+        return {node.field: list(node.codes)}
+    return node.as_settings()
+
+
+def node_from_settings(stored: Mapping[str, Any]) -> Node:
+    """A node from settings written by `node_settings` (validated when it was made)."""
+    if "all" in stored:
+        return All(tuple(node_from_settings(child) for child in stored["all"]))
+    if "any" in stored:
+        return AnyOf(tuple(node_from_settings(child) for child in stored["any"]))
+    if "not" in stored:
+        return Not(node_from_settings(stored["not"]))
+    for field_name in ("country", "continent"):
+        if field_name in stored:
+            return Places(field_name, tuple(stored[field_name]))
+    value = stored.get("value")
+    return Condition(
+        str(stored["key"]),
+        str(stored["condition"]),
+        tuple(value) if isinstance(value, list) else value,
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Filter:
+    """A filter: flat (the reference's fields: conditions ANDed with countries and
+    continents) or a tree (`tree`). A flat filter is the tree `root` says, so every
+    compilation below walks one tree."""
+
     conditions: tuple[Condition, ...] = ()
     countries: tuple[str, ...] | None = None
     continents: tuple[str, ...] | None = None
+    tree: Node | None = None
+
+    @property
+    def root(self) -> Node:
+        if self.tree is not None:
+            return self.tree
+        places = [
+            Places(field_name, codes)
+            for field_name, codes in (("country", self.countries), ("continent", self.continents))
+            if codes is not None
+        ]
+        return All((*places, *self.conditions))
+
+    @property
+    def dated(self) -> bool:
+        """Some condition's date is relative to today."""
+        return self.tree is not None and any(
+            isinstance(leaf, Condition) and leaf.dated for leaf in leaves(self.tree)
+        )
+
+    def on(self, day: date) -> Filter:
+        """The filter with every relative date resolved against `day`: what it selects
+        on that day (counts pin a segment to the day it was counted for)."""
+        if self.tree is None or not self.dated:
+            return self
+        return Filter(tree=_pinned(self.tree, day))
+
+    def as_flat(self) -> Filter | None:
+        """The same filter in the flat shape, when the tree has it (an `all` of
+        conditions and at most one country and one continent list), which
+        `count_sql` counts from the index; None otherwise."""
+        if self.tree is None:
+            return self
+        if not isinstance(self.tree, All):
+            return None
+        found: dict[str, tuple[str, ...]] = {}
+        flat: list[Condition] = []
+        for child in self.tree.children:
+            if isinstance(child, Condition):
+                flat.append(child)
+            elif isinstance(child, Places) and child.field not in found:
+                found[child.field] = child.codes
+            else:
+                return None
+        return Filter(tuple(flat), found.get("country"), found.get("continent"))
 
     def as_settings(self) -> dict[str, Any]:
         """The segment's `settings`: only what was given."""
+        if self.tree is not None:
+            return {"filter": node_settings(self.tree)}
         settings: dict[str, Any] = {}
         if self.conditions:
             settings["filters_custom_parameters"] = [c.as_settings() for c in self.conditions]
@@ -95,6 +305,8 @@ class Filter:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Filter:
+        if "filter" in settings:
+            return cls(tree=node_from_settings(settings["filter"]))
         conditions = tuple(
             Condition(str(c["key"]), str(c["condition"]), str(c["value"]))
             for c in settings.get("filters_custom_parameters", ())
@@ -180,7 +392,7 @@ def _condition(position: int, key: str, condition: str, value: str) -> Condition
     if not 1 <= len(key) <= MAX_KEY_LENGTH:
         raise invalid("key", f" must be 1 to {MAX_KEY_LENGTH} characters")
     condition = condition.strip().lower() or conditions.DEFAULT
-    kind = conditions.REGISTRY.get(condition)
+    kind = conditions.REGISTRY.get(condition) if condition in conditions.NAMES else None
     if kind is None:
         raise invalid(
             "condition",
@@ -211,6 +423,170 @@ def _codes(
     return tuple(codes) or None
 
 
+# -- trees from their JSON form --------------------------------------------------------
+
+
+class InvalidTree(errors.Invalid):
+    """A filter tree that breaks a rule: `path` names the bad node from the tree's root
+    (`all[1].any[0]`, "" for the root); the input layer prefixes its parameter."""
+
+    def __init__(self, problem: str, *, path: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(problem, parameter=path or "filter")
+
+
+_GROUPS = ("all", "any", "not")
+_PLACES = ("country", "continent")
+_LEAF_FIELDS = frozenset({"key", "condition", "value"})
+
+
+def build_tree(document: Any, *, max_leaves: int) -> Filter:
+    """A validated filter tree from its JSON form (`node_settings`'s shape): at most
+    GROUP_DEPTH levels of groups and `max_leaves` leaves. Raises `InvalidTree` naming
+    the first bad node, depth first."""
+    counter = [0]
+    return Filter(tree=_node(document, path="", depth=0, leaf_count=counter, limit=max_leaves))
+
+
+def _child_path(path: str, step: str) -> str:
+    return f"{path}.{step}" if path else step
+
+
+def _node(document: Any, *, path: str, depth: int, leaf_count: list[int], limit: int) -> Node:
+    def invalid(problem: str) -> InvalidTree:
+        return InvalidTree(f"{path or 'the filter'}: {problem}", path=path)
+
+    if not isinstance(document, dict):
+        raise invalid("a node must be a JSON object ({'all': [...]}, {'key': ...}, ...)")
+    operators = [name for name in (*_GROUPS, *_PLACES) if name in document]
+    if operators:
+        if len(document) != 1:
+            extra = sorted(str(name)[:40] for name in document if name != operators[0])
+            raise invalid(f"{operators[0]!r} takes no other field, got {', '.join(extra)}")
+        operator_name = operators[0]
+        body = document[operator_name]
+        if operator_name in _PLACES:
+            return _places(operator_name, body, invalid=invalid, leaf_count=leaf_count, limit=limit)
+        if depth >= GROUP_DEPTH:
+            raise invalid(f"groups nest at most {GROUP_DEPTH} levels deep")
+        if operator_name == "not":
+            child_path = _child_path(path, "not")
+            return Not(
+                _node(body, path=child_path, depth=depth + 1, leaf_count=leaf_count, limit=limit)
+            )
+        if not isinstance(body, list):
+            raise invalid(f"{operator_name!r} takes a list of nodes")
+        if operator_name == "any" and not body:
+            raise invalid("'any' takes at least one node")
+        children = tuple(
+            _node(
+                child,
+                path=_child_path(path, f"{operator_name}[{index}]"),
+                depth=depth + 1,
+                leaf_count=leaf_count,
+                limit=limit,
+            )
+            for index, child in enumerate(body)
+        )
+        return All(children) if operator_name == "all" else AnyOf(children)
+    if "key" not in document:
+        names = ", ".join(sorted(str(name)[:40] for name in document)) or "nothing"
+        raise invalid(
+            f"unknown node (got {names}); a node is all, any, not, country, continent "
+            "or a condition with key, condition and value"
+        )
+    extra = sorted(str(name)[:40] for name in document if name not in _LEAF_FIELDS)
+    if extra:
+        raise invalid(f"a condition takes key, condition and value, not {', '.join(extra)}")
+    _count_leaf(leaf_count, limit, invalid)
+    return _leaf(document, invalid=invalid)
+
+
+def _count_leaf(leaf_count: list[int], limit: int, invalid: Callable[[str], InvalidTree]) -> None:
+    leaf_count[0] += 1
+    if leaf_count[0] > limit:
+        raise invalid(f"a filter takes at most {limit} conditions, countries and continents")
+
+
+def _places(
+    field_name: str,
+    body: Any,
+    *,
+    invalid: Callable[[str], InvalidTree],
+    leaf_count: list[int],
+    limit: int,
+) -> Places:
+    _count_leaf(leaf_count, limit, invalid)
+    if not isinstance(body, list) or not all(isinstance(code, str) for code in body):
+        raise invalid(f"{field_name!r} takes a list of codes")
+    known: Callable[[str], bool] = phones.is_country
+    what = "ISO 3166-1 alpha-2 country"
+    if field_name == "continent":
+        known, what = phones.CONTINENTS.__contains__, "continent (AF, AN, AS, EU, NA, OC, SA)"
+    try:
+        codes = _codes(body, field_name, known, what)
+    except InvalidFilter as error:
+        raise invalid(error.problem.removeprefix(": ")) from None
+    if codes is None:
+        raise invalid(f"{field_name!r} takes at least one code")
+    return Places(field_name, codes)
+
+
+def _leaf(document: Mapping[str, Any], *, invalid: Callable[[str], InvalidTree]) -> Condition:
+    key = document["key"]
+    if not isinstance(key, str):
+        raise invalid("key must be a string")
+    if "\x00" in key:
+        raise invalid("key must not contain NUL characters")
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise invalid(f"key must be 1 to {MAX_KEY_LENGTH} characters")
+    raw_condition = document.get("condition", conditions.DEFAULT)
+    if not isinstance(raw_condition, str):
+        raise invalid("condition must be a string")
+    condition = raw_condition.strip().lower() or conditions.DEFAULT
+    kind = conditions.REGISTRY.get(condition)
+    if kind is None:
+        raise invalid(
+            f"unknown condition {condition[:40]!r}; allowed: {', '.join(conditions.TREE_NAMES)}"
+        )
+    if kind.takes == "none":
+        if "value" in document:
+            raise invalid(f"{condition} takes no value")
+        return Condition(key, condition, None)
+    if "value" not in document:
+        raise invalid(f"{condition} needs a value")
+    value = document["value"]
+    if kind.takes == "list":
+        if not isinstance(value, list) or not 1 <= len(value) <= conditions.MAX_CHOICES:
+            raise invalid(f"{condition} takes a list of 1 to {conditions.MAX_CHOICES} strings")
+        for item in value:
+            _check_text(item, invalid=invalid)
+        return Condition(key, condition, tuple(dict.fromkeys(value)))
+    _check_text(value, invalid=invalid)
+    if kind.takes == "date":
+        days = relative_days(value)
+        if days is None and parse_day(value) is None:
+            raise invalid(
+                f"{condition} takes a day, YYYY-MM-DD, or whole days from today such as "
+                f"-30d or +7d, got {value[:40]!r}"
+            )
+        if days is not None and abs(days) > MAX_RELATIVE_DAYS:
+            raise invalid(f"{condition} counts at most {MAX_RELATIVE_DAYS} days from today")
+    if kind.numeric and parse_number(value) is None:
+        raise invalid(f"value must be a number for {condition}, got {value[:40]!r}")
+    return Condition(key, condition, value)
+
+
+def _check_text(value: Any, *, invalid: Callable[[str], InvalidTree]) -> None:
+    if not isinstance(value, str):
+        raise invalid("value must be a string")
+    if "\x00" in value:
+        raise invalid("value must not contain NUL characters")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise invalid(f"value must be at most {MAX_VALUE_LENGTH} characters")
+
+
 # -- SQL ------------------------------------------------------------------------------
 
 
@@ -224,14 +600,37 @@ def to_sql(spec: Filter, *, user_id: int, correlated: bool = False) -> ColumnEle
     contact: best for a page of a dense segment read in id order, which then stops
     after one page instead of building every condition's holders first."""
     tenant = Tenant(user_id)
-    clauses: list[ColumnElement[bool]] = [tenant.owns(contacts)]
-    if spec.countries is not None:
-        clauses.append(contacts.c.country_code.in_(spec.countries))
-    if spec.continents is not None:
-        clauses.append(contacts.c.continent_code.in_(spec.continents))
-    for condition in spec.conditions:
-        clauses.append(_condition_sql(condition, tenant=tenant, correlated=correlated))
-    return and_(*clauses)
+    return and_(tenant.owns(contacts), node_sql(spec.root, tenant=tenant, correlated=correlated))
+
+
+def node_sql(
+    node: Node, *, tenant: Tenant, correlated: bool = False, negated: bool = False
+) -> ColumnElement[bool]:
+    """One node of a filter as a clause over `contacts`. Every clause is true or false,
+    never NULL, so `not` is the exact complement: a country list says "country known
+    and listed" under a `not` (`negated`), where NULL IN (...) would be neither."""
+    if isinstance(node, Condition):
+        return _condition_sql(node, tenant=tenant, correlated=correlated)
+    if isinstance(node, Places):
+        column = contacts.c.country_code if node.field == "country" else contacts.c.continent_code
+        listed = column.in_(node.codes)
+        return and_(column.is_not(None), listed) if negated else listed
+    if isinstance(node, Not):
+        return not_(node_sql(node.child, tenant=tenant, correlated=correlated, negated=not negated))
+    children = node.children
+    if isinstance(node, All):
+        # An AND is the same set in any order, but SQLite drives a count from its first
+        # usable list of holders: a positive condition's, never an OR's or a NOT's.
+        children = tuple(sorted(children, key=_driving_rank))
+    clauses = [
+        node_sql(child, tenant=tenant, correlated=correlated, negated=negated) for child in children
+    ]
+    if isinstance(node, All):
+        # Not SQL's TRUE for an empty `all`: SQLAlchemy folds `AND NOT TRUE` into a
+        # bare FALSE and drops the statement's other clauses with it, its tenant
+        # scope included. id is never NULL.
+        return and_(*clauses) if clauses else contacts.c.id.is_not(None)
+    return or_(*clauses)
 
 
 def _condition_sql(
@@ -252,6 +651,19 @@ def _condition_sql(
         )
         return kind.member_sql(held)
     return kind.member_sql(contacts.c.id.in_(holders_sql(condition, user_id=tenant.user_id)))
+
+
+def _driving_rank(node: Node) -> tuple[int, int]:
+    """How well a child of an `all` drives its walk, best first: narrow positive
+    conditions (one value, a few values, a prefix), other positive ones and places,
+    then groups, then negations."""
+    if isinstance(node, Condition):
+        if node.kind.negated:
+            return (3, 0)
+        return (0 if node.kind.drives_count else 1, node.kind.index.order)
+    if isinstance(node, Places):
+        return (1, 9)
+    return (2, 0) if isinstance(node, All | AnyOf) else (3, 0)
 
 
 def holders_sql(condition: Condition, *, user_id: int) -> Select[Any]:
@@ -288,6 +700,10 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
     `to_sql`'s shape is the faster one: each condition's range of the covering index
     becomes one in-memory list, and the count walks the (user_id, has_opted_out, ...)
     index of contacts probing the lists."""
+    flat = spec.as_flat()
+    if flat is None:
+        return _tree_count_sql(spec, user_id=user_id)
+    spec = flat
     tenant = Tenant(user_id)
     positives = [c for c in spec.conditions if c.kind.drives_count]
     if not positives:
@@ -328,6 +744,41 @@ def count_sql(spec: Filter, *, user_id: int) -> Select[int]:
     if spec.continents is not None:
         counted.append(contacts.c.continent_code.in_(spec.continents))
     clauses.append(exists().where(*counted))
+    return select(func.count()).select_from(driving).where(*clauses)
+
+
+def _tree_count_sql(spec: Filter, *, user_id: int) -> Select[int]:
+    """A tree that is not an `all` of conditions and places. When its root is an `all`
+    with a narrow positive condition (exact, in, starts_with), the count walks that
+    condition's index range and probes each contact for the rest of the tree, like a
+    flat filter's; otherwise the rest of the tree is checked against every contact."""
+    tenant = Tenant(user_id)
+    root = spec.root
+    driver: Condition | None = None
+    if isinstance(root, All):
+        positives = [
+            child
+            for child in root.children
+            if isinstance(child, Condition) and child.kind.drives_count
+        ]
+        if positives:
+            driver = min(positives, key=lambda c: c.kind.index.order)
+    if driver is None or not isinstance(root, All):
+        return (
+            select(func.count())
+            .select_from(contacts)
+            .where(to_sql(spec, user_id=user_id), contacts.c.has_opted_out.is_(False))
+        )
+    rest = All(tuple(child for child in root.children if child is not driver))
+    clauses, driving = _driven_walk(driver, [], tenant=tenant, name="walk")
+    clauses.append(
+        exists().where(
+            tenant.owns(contacts),
+            contacts.c.id == driving.c.contact_id,
+            contacts.c.has_opted_out.is_(False),
+            node_sql(rest, tenant=tenant),
+        )
+    )
     return select(func.count()).select_from(driving).where(*clauses)
 
 
@@ -376,15 +827,24 @@ Predicate = Callable[[ContactState], bool]
 
 def to_python(spec: Filter) -> Predicate:
     """The filter as a predicate over one contact; the same semantics as `to_sql`."""
-    checks: list[Predicate] = []
-    if spec.countries is not None:
-        countries = frozenset(spec.countries)
-        checks.append(lambda c: c.country_code in countries)
-    if spec.continents is not None:
-        continents = frozenset(spec.continents)
-        checks.append(lambda c: c.continent_code in continents)
-    for condition in spec.conditions:
-        checks.append(_condition_python(condition))
+    return node_python(spec.root)
+
+
+def node_python(node: Node) -> Predicate:
+    """One node as a predicate over one contact (`to_python`, and explanations)."""
+    if isinstance(node, Condition):
+        return _condition_python(node)
+    if isinstance(node, Places):
+        codes = frozenset(node.codes)
+        if node.field == "country":
+            return lambda c: c.country_code in codes
+        return lambda c: c.continent_code in codes
+    if isinstance(node, Not):
+        child = node_python(node.child)
+        return lambda c: not child(c)
+    checks = [node_python(child) for child in node.children]
+    if isinstance(node, AnyOf):
+        return lambda contact: any(check(contact) for check in checks)
 
     # Evaluated for every filter segment of the user on every contact write: the common
     # shapes skip the loop.

@@ -53,6 +53,7 @@ _LIST_PARAMETERS = [
 def list_segments(request: Request, user_id: int = Depends(current_user)) -> JSONResponse:
     page = page_of(request)
     query = request.query_params
+    service.dates_current(database(request), user_id=user_id)
     with database(request).read() as session:
         rows, total = service.list_segments(
             session,
@@ -117,6 +118,7 @@ router.add_api_route(
 def get_segment(
     segment_id: ResourceId, request: Request, user_id: int = Depends(current_user)
 ) -> JSONResponse:
+    service.dates_current(database(request), user_id=user_id)
     with database(request).read() as session:
         return JSONResponse(
             {"data": service.get_segment(session, user_id=user_id, segment_id=segment_id)}

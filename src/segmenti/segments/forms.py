@@ -29,6 +29,8 @@ VALUE_FIELD = "filters_custom_parameter_value"
 COUNTRIES_FIELD = "filters_countries"
 CONTINENTS_FIELD = "filters_continents"
 FILTER_FIELDS = (KEY_FIELD, CONDITION_FIELD, VALUE_FIELD, COUNTRIES_FIELD, CONTINENTS_FIELD)
+# A filter tree: a JSON object in a JSON body, the same JSON as text in a form field.
+TREE_FIELD = "filter"
 # The field of each part of a filter the domain can find wrong (`filters.InvalidFilter`);
 # too many conditions is reported on the keys.
 _FIELD_OF_PART = {
@@ -67,6 +69,33 @@ def filter_input(params: Params, *, max_conditions: int) -> filters.Filter:
         continents=params.many(CONTINENTS_FIELD),
         max_conditions=max_conditions,
     )
+
+
+def tree_input(params: Params, *, max_leaves: int) -> filters.Filter:
+    """The filter tree of a request, validated; a bad node is named by its path from
+    the parameter (`filter.all[1].any[0]`). With any flat filter field: 400."""
+    flat = next((name for name in FILTER_FIELDS if params.has(name)), None)
+    if flat is not None:
+        raise errors.Invalid(
+            f"{TREE_FIELD} and {flat} are two ways of giving a filter: send one of them",
+            parameter=TREE_FIELD,
+        )
+    return tree_from_document(params.document(TREE_FIELD), max_leaves=max_leaves)
+
+
+def tree_from_document(document: object, *, max_leaves: int) -> filters.Filter:
+    """A filter tree from its JSON form (the API's field, the dashboard's builder),
+    errors naming the node's path from `filter`."""
+    try:
+        return filters.build_tree(document, max_leaves=max_leaves)
+    except filters.InvalidTree as error:
+        path = TREE_FIELD + ("." + error.path if error.path else "")
+        detail = error.problem
+        if error.path:
+            detail = path + detail.removeprefix(error.path)
+        else:
+            detail = TREE_FIELD + detail.removeprefix("the filter")
+        raise errors.Invalid(detail, parameter=path) from None
 
 
 def filter_from_rows(
@@ -118,11 +147,19 @@ def segment_input(params: Params, settings: Settings) -> SegmentInput:
         if phone_numbers is None
         else normalize_bulk(phone_numbers, limit=settings.max_bulk_phone_numbers),
         contacts_ids=None if contacts_ids is None else parse_contacts_ids(contacts_ids),
-        filter=filter_input(params, max_conditions=settings.max_filter_conditions)
-        if filter_given(params)
-        else None,
-        filter_parameter=next((name for name in FILTER_FIELDS if params.has(name)), KEY_FIELD),
+        filter=_any_filter(params, settings),
+        filter_parameter=TREE_FIELD
+        if params.has(TREE_FIELD)
+        else next((name for name in FILTER_FIELDS if params.has(name)), KEY_FIELD),
     )
+
+
+def _any_filter(params: Params, settings: Settings) -> filters.Filter | None:
+    if params.has(TREE_FIELD):
+        return tree_input(params, max_leaves=settings.max_filter_leaves)
+    if filter_given(params):
+        return filter_input(params, max_conditions=settings.max_filter_conditions)
+    return None
 
 
 def opt_outs(params: Params) -> OptOuts:

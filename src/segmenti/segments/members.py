@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from segmenti import errors
+from segmenti import errors, timeutil
 from segmenti.contacts import search as contact_search
 from segmenti.contacts import service as contacts_service
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
@@ -244,8 +244,20 @@ def explain_membership(
         "contact_id": contact_id,
         "type": segment["type"],
     }
-    if segment["type"] == "filter":
-        checks = _filter_checks(filters.Filter.from_settings(segment["settings"]), contact)
+    spec = (
+        filters.Filter.from_settings(segment["settings"]).on(timeutil.today())
+        if segment["type"] == "filter"
+        else None
+    )
+    if spec is not None and spec.tree is not None:
+        verdict = _node_verdict(spec.tree, "filter", contact)
+        member = verdict["held"]
+        explanation.update(
+            conditions=_leaf_checks(verdict), countries=None, continents=None, tree=verdict
+        )
+        reason = _tree_reason(verdict)
+    elif spec is not None:
+        checks = _filter_checks(spec, contact)
         member = all(check["held"] for check in checks["conditions"]) and all(
             checks[place]["held"] for place in ("countries", "continents") if checks[place]
         )
@@ -313,6 +325,98 @@ def _filter_checks(spec: filters.Filter, contact: Mapping[str, Any]) -> dict[str
             "held": filters.to_python(filters.Filter(continents=spec.continents))(state),
         }
     return {"conditions": conditions, "countries": countries, "continents": continents}
+
+
+def _node_verdict(node: filters.Node, path: str, contact: Mapping[str, Any]) -> dict[str, Any]:
+    """One node of a filter tree, evaluated for the contact with the Python predicates
+    that keep total_contacts exact: `held`, its children's verdicts, and `decided_by`,
+    the paths of the leaves that decided it (for a group that holds: every child of an
+    `all`, the children of an `any` that hold; for one that does not: the children of
+    an `all` that fail, every child of an `any`; a `not` is decided by its child's)."""
+    state = contacts_service.state_of(contact)
+    held = filters.node_python(node)(state)
+    if isinstance(node, filters.Condition):
+        return {
+            "path": path,
+            "node": "condition",
+            **node.as_settings(),
+            "contact_value": contact["custom_parameters"].get(node.key),
+            "held": held,
+            "decided_by": [path],
+        }
+    if isinstance(node, filters.Places):
+        place = "country_code" if node.field == "country" else "continent_code"
+        return {
+            "path": path,
+            "node": node.field,
+            "allowed": list(node.codes),
+            "contact_value": contact[place],
+            "held": held,
+            "decided_by": [path],
+        }
+    if isinstance(node, filters.Not):
+        child = _node_verdict(node.child, f"{path}.not", contact)
+        return {
+            "path": path,
+            "node": "not",
+            "held": held,
+            "decided_by": child["decided_by"],
+            "children": [child],
+        }
+    name = "all" if isinstance(node, filters.All) else "any"
+    children = [
+        _node_verdict(child, f"{path}.{name}[{index}]", contact)
+        for index, child in enumerate(node.children)
+    ]
+    # The children whose result is the group's own decided it (an `all` that fails:
+    # the failing ones; an `any` that holds: the holding ones); otherwise all of them.
+    deciding = [child for child in children if child["held"] == held] or children
+    return {
+        "path": path,
+        "node": name,
+        "held": held,
+        "decided_by": [leaf for child in deciding for leaf in child["decided_by"]],
+        "children": children,
+    }
+
+
+def _leaf_checks(verdict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every condition of a tree's verdict, depth first (the flat `conditions` field)."""
+    if verdict["node"] == "condition":
+        return [{key: value for key, value in verdict.items() if key != "decided_by"}]
+    return [leaf for child in verdict.get("children", ()) for leaf in _leaf_checks(child)]
+
+
+def _leaves_by_path(verdict: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    if "children" not in verdict:
+        return {verdict["path"]: verdict}
+    found: dict[str, Mapping[str, Any]] = {}
+    for child in verdict["children"]:
+        found.update(_leaves_by_path(child))
+    return found
+
+
+def _tree_reason(verdict: Mapping[str, Any]) -> str:
+    by_path = _leaves_by_path(verdict)
+    words = []
+    for path in verdict["decided_by"]:
+        leaf = by_path[path]
+        if leaf["node"] == "condition":
+            phrase = conditions.named(leaf["condition"]).phrase(
+                leaf["key"],
+                tuple(leaf["value"]) if isinstance(leaf.get("value"), list) else leaf.get("value"),
+            )
+            value = leaf["contact_value"]
+            has = "it has no such key" if value is None else f"it has {value!r}"
+        else:
+            phrase = f"{leaf['node']} {', '.join(leaf['allowed'])}"
+            has = f"it has {leaf['contact_value']}"
+        held = "holds" if leaf["held"] else "does not hold"
+        words.append(f"{path}: {phrase} {held} ({has})")
+    if not words:
+        return "the filter is an empty all: every contact is a member"
+    lead = "the filter holds" if verdict["held"] else "not a member; the filter does not hold"
+    return f"{lead}, decided by: " + "; ".join(words)
 
 
 def _filter_reason(checks: Mapping[str, Any]) -> str:

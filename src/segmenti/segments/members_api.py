@@ -75,9 +75,16 @@ MEMBERSHIP = {
             "items": {
                 "type": "object",
                 "properties": {
+                    "path": {"type": "string"},
+                    "node": {"type": "string"},
                     "key": {"type": "string"},
                     "condition": {"type": "string"},
-                    "value": {"type": "string"},
+                    "value": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "string"}},
+                        ]
+                    },
                     "contact_value": {"type": ["string", "null"]},
                     "held": {"type": "boolean"},
                 },
@@ -85,6 +92,10 @@ MEMBERSHIP = {
         },
         "countries": {**_CHECK, "type": ["object", "null"]},
         "continents": {**_CHECK, "type": ["object", "null"]},
+        "tree": {
+            "$ref": "#/components/schemas/NodeVerdict",
+            "description": "filter trees: every node's verdict, from the root.",
+        },
     },
 }
 PREVIEW = {
@@ -144,6 +155,7 @@ def list_members(
     if after_id is not None:
         after_id = min(after_id, MAX_ID)  # nothing lies past MAX_ID; the driver cannot bind it
     choice = opt_outs(Params.from_pairs(request.query_params.multi_items()))
+    service.dates_current(database(request), user_id=user_id)
     with database(request).read() as session:
         listed = members.list_members(
             session,

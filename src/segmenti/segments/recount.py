@@ -87,16 +87,28 @@ class UserColumns:
         self._columns: dict[str, _Column | None] = {}
 
     def count(self, spec: filters.Filter) -> int:
-        mask = self.counted
-        if spec.countries is not None:
-            mask &= self._place_mask("country", spec.countries)
-        if spec.continents is not None:
-            mask &= self._place_mask("continent", spec.continents)
-        for condition in spec.conditions:
+        return (self.counted & self._node_mask(spec.root, self.counted)).bit_count()
+
+    def _node_mask(self, node: filters.Node, within: int) -> int:
+        """The contacts satisfying `node`, among `within` at least (an `all` stops
+        early once nothing is left): AND, OR and complement of its children's masks."""
+        if isinstance(node, filters.Condition):
+            return self._condition_mask(node)
+        if isinstance(node, filters.Places):
+            return self._place_mask(node.field, node.codes)
+        if isinstance(node, filters.Not):
+            return self.ones ^ self._node_mask(node.child, self.ones)
+        if isinstance(node, filters.AnyOf):
+            mask = 0
+            for child in node.children:
+                mask |= self._node_mask(child, within)
+            return mask
+        mask = within
+        for child in node.children:
             if not mask:
                 break
-            mask &= self._condition_mask(condition)
-        return mask.bit_count()
+            mask &= self._node_mask(child, mask)
+        return mask
 
     def _place_mask(self, kind: str, allowed: tuple[str, ...]) -> int:
         column, codes = self._places[kind]
@@ -201,14 +213,21 @@ def count_user(session: Session, *, user_id: int) -> Iterator[Recounted]:
     """Every segment of the user counted from scratch, in id order; writes nothing."""
     rows = session.execute(
         Tenant(user_id)
-        .select(segments.c.id, segments.c.type, segments.c.settings, segments.c.total_contacts)
+        .select(
+            segments.c.id,
+            segments.c.type,
+            segments.c.settings,
+            segments.c.total_contacts,
+            segments.c.counted_day,
+        )
         .order_by(segments.c.id)
     ).all()
     columns: UserColumns | None = None
     for row in rows:
         if row.type == "filter":
             columns = columns or UserColumns(session, user_id=user_id)
-            total = columns.count(filters.Filter.from_settings(row.settings))
+            # On the day its total is counted for (the day's shift moves it on).
+            total = columns.count(counts.pinned(row.settings, row.counted_day))
         else:
             total = counts.count_members(session, user_id=user_id, segment_id=row.id)
         yield Recounted(row.id, int(row.total_contacts), total)

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -27,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from segmenti import errors, phones
+from segmenti import errors, phones, timeutil
 from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db import bulk
 from segmenti.db.bulk import BulkWriter
@@ -38,6 +39,7 @@ from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
 from segmenti.membership.filters import ContactState
 from segmenti.paging import Page
+from segmenti.segments import recount
 from segmenti.timeutil import render, utcnow
 
 TYPES = ("bulk", "custom", "filter")
@@ -347,11 +349,70 @@ def _define(
         members = _owned_contacts(session, user_id=user_id, contact_ids=data.contacts_ids)
         return {"contacts_ids": list(data.contacts_ids)}, counts.ListMembers(members)
     spec = data.filter or filters.Filter()
-    total = None
     if counted is not None and counted.spec == spec:
         counted.snapshot.check(session, user_id=user_id)  # or StaleCount
-        total = counted.total
-    return spec.as_settings(), counts.FilterCount(spec, total)
+        return spec.as_settings(), counts.FilterCount(spec, counted.total, counted.day)
+    return spec.as_settings(), counts.FilterCount(spec)
+
+
+# -- the day's shift --------------------------------------------------------------------
+
+
+def dates_current(db: Database, *, user_id: int) -> None:
+    """Makes every count of the user exact for the current UTC day before a read answers
+    with it: the segments whose filter has dates relative to today and was counted for
+    an earlier day are recounted for today (`counts.days_shifted`). Nearly always one
+    index probe that finds nothing to do. A server that was down at midnight catches up
+    on its first read; of several processes reading at once, the first to take the
+    user's exclusive lock shifts and the others find nothing left.
+
+    SQLite counts in a read snapshot and writes the totals in a short write
+    transaction that checks no contact or segment of the user was written since, like
+    `counting_first`; PostgreSQL counts under the user's exclusive row lock."""
+    today = timeutil.today()
+    with db.read() as session:
+        if not counts.has_stale_days(session, user_id=user_id, today=today):
+            return
+    if db.is_sqlite:
+        for _attempt in range(PRECOUNT_ATTEMPTS):
+            with db.read() as session:
+                snapshot = counts.snapshot(session, user_id=user_id)
+                totals = _counted_for(session, user_id=user_id, today=today)
+            try:
+                with db.write() as session:
+                    counts.lock_tenant(
+                        session, user_id=user_id, exclusive=True, writes_contacts=False
+                    )
+                    snapshot.check(session, user_id=user_id, segments_too=True)
+                    counts.days_shifted(session, user_id=user_id, today=today, totals=totals)
+                return
+            except counts.StaleCount:
+                continue
+    with db.write() as session:
+        counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
+        totals = _counted_for(session, user_id=user_id, today=today)
+        counts.days_shifted(session, user_id=user_id, today=today, totals=totals)
+
+
+# From this many segments to shift, the user's parameters are read once into the
+# recount's columns and every segment counted from them (a few milliseconds each, after
+# a read of the keys they use), rather than one COUNT each.
+SHIFT_FROM_COLUMNS = 3
+
+
+def _counted_for(session: Session, *, user_id: int, today: date) -> dict[int, int]:
+    """Today's count of each dated segment of the user counted for an earlier day."""
+    specs = {
+        segment_id: filters.Filter.from_settings(settings).on(today)
+        for segment_id, settings, _day in counts.stale_days(session, user_id=user_id, today=today)
+    }
+    if len(specs) < SHIFT_FROM_COLUMNS:
+        return {
+            segment_id: counts.count_filter(session, user_id=user_id, spec=spec)
+            for segment_id, spec in specs.items()
+        }
+    columns = recount.UserColumns(session, user_id=user_id)
+    return {segment_id: columns.count(spec) for segment_id, spec in specs.items()}
 
 
 # -- counting before the write lock ------------------------------------------------------
@@ -375,6 +436,7 @@ class Precounted:
     total: int
     snapshot: counts.Snapshot
     seconds: float
+    day: date  # the UTC day its relative dates were resolved against
 
 
 def filter_to_count(data: SegmentInput) -> filters.Filter | None:
@@ -388,12 +450,13 @@ def filter_to_count(data: SegmentInput) -> filters.Filter | None:
 def precount(db: Database, *, user_id: int, spec: filters.Filter) -> Precounted:
     """Counts the filter in a read transaction: on SQLite (WAL) it holds no lock that a
     writer waits for, and sees one snapshot from its first statement on."""
+    day = timeutil.today()
     with db.read() as session:
         snapshot = counts.snapshot(session, user_id=user_id)
         start = time.perf_counter()
-        total = counts.count_filter(session, user_id=user_id, spec=spec)
+        total = counts.count_filter(session, user_id=user_id, spec=spec.on(day))
         seconds = time.perf_counter() - start
-    return Precounted(spec, total, snapshot, seconds)
+    return Precounted(spec, total, snapshot, seconds, day)
 
 
 def counting_first(
@@ -599,6 +662,9 @@ def _count_new_contacts(
 # -- previewing -----------------------------------------------------------------------
 
 PREVIEW_CONTACTS = 10
+# From this many members on, a preview's first members are found by walking the contacts
+# (as member lists do from `members.DENSE_MEMBERS`).
+DENSE_PREVIEW = 10_000
 
 
 def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> dict[str, Any]:
@@ -615,11 +681,16 @@ def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> di
     _require_parameters(kind, data)
     new_numbers: list[phones.PhoneInfo] = []
     if kind == "filter":
+        spec = (data.filter or filters.Filter()).on(timeutil.today())
+        total = counts.count_filter(session, user_id=user_id, spec=spec)
+        # Many members: walk the contacts in id order probing each (the correlated
+        # shape), which stops at the tenth member; building every condition's holders
+        # first (the other shape) costs as much as the count again. Few members: the
+        # walk would read most contacts to find them, and the holders are the cheaper.
         where = and_(
-            filters.to_sql(data.filter or filters.Filter(), user_id=user_id),
+            filters.to_sql(spec, user_id=user_id, correlated=total >= DENSE_PREVIEW),
             contacts.c.has_opted_out.is_(False),
         )
-        total = counts.count_filter(session, user_id=user_id, spec=data.filter or filters.Filter())
         first = session.execute(
             select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_CONTACTS)
         ).all()

@@ -9,6 +9,7 @@ belongs next to, and its words are the API's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,14 +24,17 @@ from segmenti.segments.forms import (
     CONTINENTS_FIELD,
     COUNTRIES_FIELD,
     KEY_FIELD,
+    TREE_FIELD,
     VALUE_FIELD,
     filter_from_rows,
     segment_name,
+    tree_from_document,
 )
 from segmenti.segments.service import TYPES, SegmentInput, normalize_bulk, parse_contacts_ids
 from segmenti.settings import Settings
 
 _KEY, _CONDITION, _VALUE = KEY_FIELD, CONDITION_FIELD, VALUE_FIELD
+_FILTER_MODE = "filter_mode"
 _PARAMETER_KEY, _PARAMETER_VALUE = "custom_parameter_key", "custom_parameter_value"
 
 
@@ -84,10 +88,22 @@ class SegmentForm:
     countries: list[str] = field(default_factory=list)
     continents: list[str] = field(default_factory=list)
     action: str = "save"
+    # "rows": the reference's conditions, all of which hold (the fields above);
+    # "tree": a filter tree, edited by the builder (static/app.js) as the JSON text of
+    # the API's `filter` field, which is also the field without JavaScript.
+    filter_mode: str = "rows"
+    filter_tree: str = '{"all": []}'
 
     @classmethod
     def from_segment(cls, segment: dict[str, Any]) -> SegmentForm:
         settings = segment["settings"] or {}
+        if segment["type"] == "filter" and TREE_FIELD in settings:
+            return cls(
+                name=segment["name"],
+                type="filter",
+                filter_mode="tree",
+                filter_tree=json.dumps(settings[TREE_FIELD], ensure_ascii=False),
+            )
         spec = filters.Filter.from_settings(settings) if segment["type"] == "filter" else None
         return cls(
             name=segment["name"],
@@ -95,7 +111,7 @@ class SegmentForm:
             phone_numbers="\n".join(settings.get("phone_numbers", ())),
             contacts_ids=", ".join(map(str, settings.get("contacts_ids", ()))),
             conditions=[
-                ConditionRow(index, c.key, c.condition, c.value)
+                ConditionRow(index, c.key, c.condition, str(c.value))
                 for index, c in enumerate(spec.conditions if spec else ())
             ],
             countries=list(spec.countries or ()) if spec else [],
@@ -122,6 +138,8 @@ class SegmentForm:
             countries=[c for c in params.many(COUNTRIES_FIELD) or () if c],
             continents=[c for c in params.many(CONTINENTS_FIELD) or () if c],
             action=_form_action(pairs),
+            filter_mode="tree" if params.text(_FILTER_MODE) == "tree" else "rows",
+            filter_tree=params.text(TREE_FIELD) or '{"all": []}',
         )
 
     def apply_row_action(self) -> bool:
@@ -149,7 +167,9 @@ class SegmentForm:
             if kind == "bulk"
             else None,
             contacts_ids=parse_contacts_ids([self.contacts_ids]) if kind == "custom" else None,
-            filter=filter_from_rows(
+            filter=self._tree(settings)
+            if kind == "filter" and self.filter_mode == "tree"
+            else filter_from_rows(
                 [
                     (row.index, row.key, row.condition, row.value)
                     for row in self.conditions
@@ -161,6 +181,14 @@ class SegmentForm:
             )
             if kind == "filter"
             else None,
+        )
+
+    def _tree(self, settings: Settings) -> filters.Filter:
+        """The builder's tree, checked as the API's `filter` field is."""
+        params = Params()
+        params.add(TREE_FIELD, self.filter_tree)
+        return tree_from_document(
+            params.document(TREE_FIELD), max_leaves=settings.max_filter_leaves
         )
 
 

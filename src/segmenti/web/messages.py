@@ -33,6 +33,12 @@ CONDITION_WORDS = {
     "not_ends_with": N_("does not end with"),
     "bigger_than": N_("is greater than"),
     "lower_than": N_("is less than"),
+    "in": N_("is one of"),
+    "not_in": N_("is none of"),
+    "exists": N_("is present"),
+    "not_exists": N_("is absent"),
+    "date_after": N_("is a date after"),
+    "date_before": N_("is a date before"),
 }
 assert set(CONDITION_WORDS) == set(conditions.REGISTRY), "a condition has no words"
 

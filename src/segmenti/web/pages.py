@@ -21,15 +21,18 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from segmenti import phones
+from segmenti.membership import conditions
 from segmenti.paging import Page
 from segmenti.settings import Settings
 from segmenti.web import i18n, messages, sessions
 from segmenti.web.i18n import N_
 
 HERE = Path(__file__).parent
-STATIC_VERSION = "2"  # bumped with the static files, so browsers fetch the new ones
+STATIC_VERSION = "3"  # bumped with the static files, so browsers fetch the new ones
 
 TYPE_LABELS = {"filter": N_("Filter"), "custom": N_("Contacts"), "bulk": N_("Phone numbers")}
+# What each condition's value is in the tree builder: text, a list, a date, or none.
+TREE_CONDITION_VALUES = {name: conditions.named(name).takes for name in conditions.TREE_NAMES}
 
 # The language of the page being rendered (`render` sets it around the rendering): the
 # templates' gettext and formatting filters read it, in macros too.
@@ -157,6 +160,9 @@ def _environment() -> jinja2.Environment:
     env.filters["country_with_code"] = lambda code: f"{current_language().country(code)} ({code})"
     env.globals.update(
         CONDITION_WORDS=messages.CONDITION_WORDS,
+        FLAT_CONDITIONS=conditions.NAMES,
+        TREE_CONDITIONS=conditions.TREE_NAMES,
+        TREE_CONDITION_VALUES=TREE_CONDITION_VALUES,
         TYPE_LABELS=TYPE_LABELS,
         STATIC_VERSION=STATIC_VERSION,
         script_messages=script_messages,

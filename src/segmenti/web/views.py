@@ -125,6 +125,7 @@ def segments_list(request: Request, viewer: Viewer = signed_in) -> Response:
         "order_type", query.get("order_type"), segments_service.ORDER_TYPES, "desc"
     )
     filters_used = {"search": search, "type": kind, "order_by": order_by, "order_type": order_type}
+    segments_service.dates_current(database(request), user_id=viewer.user_id)
     with database(request).read() as session:
         rows, total = segments_service.list_segments(
             session,
@@ -166,6 +167,7 @@ def _segment_form_page(
             "preview": preview,
             "error": error,
             "max_conditions": _settings(request).max_filter_conditions,
+            "max_leaves": _settings(request).max_filter_leaves,
         },
         status_code=error.status if error is not None and form.action == "save" else 200,
         viewer=viewer,
@@ -245,6 +247,7 @@ def segment_preview(
 
 
 def _load_segment(request: Request, viewer: Viewer, segment_id: int) -> dict[str, Any]:
+    segments_service.dates_current(database(request), user_id=viewer.user_id)
     with database(request).read() as session:
         return segments_service.get_segment(session, user_id=viewer.user_id, segment_id=segment_id)
 
@@ -252,6 +255,7 @@ def _load_segment(request: Request, viewer: Viewer, segment_id: int) -> dict[str
 @router.get("/segments/{segment_id}")
 def segment_show(segment_id: ResourceId, request: Request, viewer: Viewer = signed_in) -> Response:
     page = _page(request)
+    segments_service.dates_current(database(request), user_id=viewer.user_id)
     with database(request).read() as session:
         segment = segments_service.get_segment(
             session, user_id=viewer.user_id, segment_id=segment_id

@@ -1,6 +1,7 @@
 // Segmenti dashboard: progressive enhancement only. Every form works without this file
 // (its buttons post to the server, which re-renders the form); with it, condition rows
-// are added and removed in place, only the chosen segment type's fields are shown, and the
+// are added and removed in place, only the chosen segment type's fields are shown, a
+// filter tree is edited as groups and conditions instead of its JSON text, and the
 // filter's member count is refreshed as the filter changes.
 "use strict";
 
@@ -65,13 +66,14 @@
     });
   }
 
-  function setUpTypes(form, onChange) {
-    const choices = form.querySelectorAll("[data-type-choice]");
+  // Radio buttons that choose which sections show: the segment's type, the filter's way.
+  function setUpChoice(form, choiceAttribute, sectionAttribute, fallback, onChange) {
+    const choices = form.querySelectorAll("[" + choiceAttribute + "]");
     function show() {
-      const chosen = form.querySelector("[data-type-choice]:checked");
-      const type = chosen ? chosen.value : "filter";
-      form.querySelectorAll("[data-type-section]").forEach(function (section) {
-        section.hidden = section.getAttribute("data-type-section") !== type;
+      const chosen = form.querySelector("[" + choiceAttribute + "]:checked");
+      const value = chosen ? chosen.value : fallback;
+      form.querySelectorAll("[" + sectionAttribute + "]").forEach(function (section) {
+        section.hidden = section.getAttribute(sectionAttribute) !== value;
       });
     }
     choices.forEach(function (choice) {
@@ -155,10 +157,168 @@
     return schedule;
   }
 
+  // The tree builder edits the JSON of the `filter` field (the API's own shape) through
+  // groups and conditions; the textarea stays the form's field. Each node's element
+  // has the id an error's parameter names ("filter.all[1]" -> "f-filter-all-1").
+  function setUpTree(form, onChange) {
+    const source = form.querySelector("[data-tree-source]");
+    const builder = form.querySelector("[data-tree-builder]");
+    const wordsNode = document.getElementById("tree-builder-strings");
+    if (!source || !builder || !wordsNode) return;
+    const words = JSON.parse(wordsNode.textContent);
+    let tree;
+    try {
+      tree = JSON.parse(source.value);
+    } catch (error) {
+      return; // not JSON: the text field stays, and the preview says what is wrong
+    }
+    if (!tree || typeof tree !== "object" || Array.isArray(tree)) return;
+    source.closest("[data-tree-source-field]").hidden = true;
+    builder.hidden = false;
+
+    function element(tag, attributes, children) {
+      const node = document.createElement(tag);
+      Object.keys(attributes || {}).forEach(function (name) {
+        if (name === "text") node.textContent = attributes[name];
+        else node.setAttribute(name, attributes[name]);
+      });
+      (children || []).forEach(function (child) { if (child) node.appendChild(child); });
+      return node;
+    }
+
+    function save() {
+      source.value = JSON.stringify(tree);
+      onChange();
+    }
+
+    function render() {
+      builder.replaceChildren(renderNode(tree, "filter", function (replacement) { tree = replacement; }, true));
+    }
+
+    function restructure() {
+      render();
+      save();
+    }
+
+    function isGroup(node) { return "all" in node || "any" in node; }
+
+    // One node; `replace` puts another node in its place in its parent.
+    function renderNode(node, path, replace, root) {
+      const negated = "not" in node;
+      const inner = negated ? node.not : node;
+      const innerPath = negated ? path + ".not" : path;
+      function setInner(replacement) {
+        if (negated) node.not = replacement;
+        else replace(replacement);
+      }
+      const negate = element("input", { type: "checkbox", "data-negate": "" });
+      negate.checked = negated;
+      negate.addEventListener("change", function () {
+        replace(negated ? inner : { not: inner });
+        restructure();
+      });
+      const negateLabel = element("label", { class: "choice tree-not" }, [negate, document.createTextNode(" " + words.not)]);
+      const remove = root ? null : element("button", { type: "button", class: "remove", "data-remove-node": "", text: words.remove });
+      if (remove) remove.addEventListener("click", function () { replace(null); restructure(); });
+      if (isGroup(inner)) return renderGroup(inner, innerPath, setInner, negateLabel, remove);
+      return renderLeaf(inner, innerPath, setInner, negateLabel, remove);
+    }
+
+    function renderGroup(group, path, replace, negateLabel, remove) {
+      const kind = "all" in group ? "all" : "any";
+      const select = element("select", { "data-group-kind": "", "aria-label": words.match });
+      ["all", "any"].forEach(function (value) {
+        const option = element("option", { value: value, text: words[value] });
+        option.selected = value === kind;
+        select.appendChild(option);
+      });
+      select.addEventListener("change", function () {
+        const next = {};
+        next[select.value] = group[kind];
+        replace(next);
+        restructure();
+      });
+      const children = element("div", { class: "tree-children" });
+      group[kind].forEach(function (child, index) {
+        children.appendChild(renderNode(child, path + "." + kind + "[" + index + "]", function (replacement) {
+          if (replacement === null) group[kind].splice(index, 1);
+          else group[kind][index] = replacement;
+        }, false));
+      });
+      const addCondition = element("button", { type: "button", class: "secondary", "data-add-condition": "", text: words.add_condition });
+      addCondition.addEventListener("click", function () {
+        group[kind].push({ key: "", condition: "exact", value: "" });
+        restructure();
+        const inputs = builder.querySelectorAll("[data-leaf-key]");
+        if (inputs.length) inputs[inputs.length - 1].focus();
+      });
+      const addGroup = element("button", { type: "button", class: "secondary", "data-add-group": "", text: words.add_group });
+      addGroup.addEventListener("click", function () {
+        group[kind].push({ any: [{ key: "", condition: "exact", value: "" }] });
+        restructure();
+      });
+      return element("fieldset", { class: "tree-group", id: fieldId(path), "data-path": path }, [
+        element("legend", {}, [negateLabel, select]),
+        children,
+        element("div", { class: "tree-actions" }, [addCondition, addGroup, remove]),
+      ]);
+    }
+
+    function renderLeaf(leaf, path, replace, negateLabel, remove) {
+      const place = "country" in leaf ? "country" : "continent" in leaf ? "continent" : null;
+      const condition = place || leaf.condition || "exact";
+      const takes = place ? "codes" : words.takes[condition] || "text";
+      const select = element("select", { "data-leaf-condition": "", "aria-label": words.condition });
+      Object.keys(words.conditions).concat(["country", "continent"]).forEach(function (name) {
+        const option = element("option", { value: name, text: words.conditions[name] || words[name] });
+        option.selected = name === condition;
+        select.appendChild(option);
+      });
+      select.addEventListener("change", function () {
+        const name = select.value;
+        if (name === "country" || name === "continent") {
+          const next = {};
+          next[name] = [];
+          replace(next);
+        } else {
+          const next = { key: leaf.key || "", condition: name };
+          const nextTakes = words.takes[name];
+          if (nextTakes === "list") next.value = typeof leaf.value === "string" && leaf.value ? [leaf.value] : Array.isArray(leaf.value) ? leaf.value : [];
+          else if (nextTakes !== "none") next.value = typeof leaf.value === "string" ? leaf.value : "";
+          replace(next);
+        }
+        restructure();
+      });
+      const key = element("input", { "data-leaf-key": "", "aria-label": words.key, placeholder: words.key, maxlength: "64", list: "parameter-keys", autocomplete: "off", spellcheck: "false" });
+      key.value = leaf.key || "";
+      key.hidden = Boolean(place);
+      key.addEventListener("input", function () { leaf.key = key.value; save(); });
+      const value = element("input", { "data-leaf-value": "", "aria-label": words.value, autocomplete: "off" });
+      const hints = { list: words.list_hint, date: words.date_hint, codes: words.codes_hint };
+      if (hints[takes]) value.placeholder = hints[takes];
+      value.hidden = takes === "none";
+      const listed = place ? leaf[place] : leaf.value;
+      value.value = Array.isArray(listed) ? listed.join(", ") : listed || "";
+      value.addEventListener("input", function () {
+        const items = value.value.split(",").map(function (item) { return item.trim(); }).filter(Boolean);
+        if (place) leaf[place] = items;
+        else if (takes === "list") leaf.value = items;
+        else leaf.value = value.value;
+        save();
+      });
+      return element("div", { class: "tree-leaf", id: fieldId(path), "data-path": path }, [negateLabel, key, select, value, remove]);
+    }
+
+    render();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-segment-form]").forEach(function (form) {
       const refresh = setUpPreview(form);
-      setUpTypes(form, refresh);
+      setUpChoice(form, "data-type-choice", "data-type-section", "filter", refresh);
+      // The filter's two ways: rows that all hold, or a tree.
+      setUpChoice(form, "data-filter-mode", "data-filter-section", "rows", refresh);
+      setUpTree(form, refresh);
       setUpRows(form, refresh);
     });
     document.querySelectorAll("form[data-rows-form]").forEach(function (form) {
