@@ -16,10 +16,13 @@ hold inside a shard. docs/scaling-out.md explains the choices and what remains.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, text
+from sqlalchemy import URL, Connection, create_engine, text
 
 from segmenti import errors
 from segmenti.db.tables import metadata
@@ -225,72 +228,67 @@ def create_database(server: URL, name: str) -> URL:
     of a database where the workers are added): made on the coordinator and on every
     worker, with the extension in each, and the workers added to it (Citus keeps its
     node list per database). Returns its URL. Tests and benchmarks use it; an operator
-    does the same by hand (docs/scaling-out.md)."""
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            workers = connection.execute(
-                text(
-                    "SELECT nodename, nodeport FROM pg_dist_node"
-                    " WHERE isactive AND noderole = 'primary' AND groupid <> 0"
-                    " ORDER BY nodeid"
-                )
-            ).all()
-            itself = connection.execute(
-                text("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid = 0")
-            ).first()
-            # The name is the caller's own (tests, benchmarks), never user input.
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    for host, port in workers:
-        worker = create_engine(server.set(host=host, port=port), isolation_level="AUTOCOMMIT")
-        try:
-            with worker.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-        finally:
-            worker.dispose()
-        _create_extension(server.set(host=host, port=port, database=name))
+    does the same by hand (docs/scaling-out.md). The name is the caller's own, never
+    user input."""
+    nodes = _nodes(server)
     url = server.set(database=name)
-    coordinator = _create_extension(url)
-    try:
-        with coordinator.begin() as connection:
-            if itself is not None:  # reference tables then have a copy on the coordinator
-                connection.execute(
-                    text("SELECT citus_set_coordinator_host(:host, :port)"),
-                    {"host": itself.nodename, "port": itself.nodeport},
-                )
-            for host, port in workers:
-                connection.execute(
-                    text("SELECT citus_add_node(:host, :port)"), {"host": host, "port": port}
-                )
-    finally:
-        coordinator.dispose()
+    for node in nodes:  # workers first: adding one needs its database
+        _run(server.set(host=node.nodename, port=node.nodeport), f'CREATE DATABASE "{name}"')
+        _run(
+            url.set(host=node.nodename, port=node.nodeport), "CREATE EXTENSION IF NOT EXISTS citus"
+        )
+    with _autocommit(url) as connection:
+        for node in sorted(nodes, key=lambda node: node.groupid):
+            # The coordinator in the node list gives reference tables a copy there.
+            function = "citus_set_coordinator_host" if node.groupid == 0 else "citus_add_node"
+            connection.execute(
+                text(f"SELECT {function}(:host, :port)"),
+                {"host": node.nodename, "port": node.nodeport},
+            )
     return url
 
 
 def drop_database(server: URL, name: str) -> None:
     """Drops what `create_database` made, on the workers and the coordinator."""
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            workers = connection.execute(
-                text("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0")
-            ).all()
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-    for host, port in workers:
-        worker = create_engine(server.set(host=host, port=port), isolation_level="AUTOCOMMIT")
-        try:
-            with worker.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        finally:
-            worker.dispose()
+    for node in _nodes(server):
+        host = server.set(host=node.nodename, port=node.nodeport)
+        _run(host, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _create_extension(url: URL) -> Engine:
+def _nodes(server: URL) -> list[Any]:
+    """The active primary nodes of `server`'s database, the coordinator last (when it is
+    in the list; else `server` itself stands for it)."""
+    with _autocommit(server) as connection:
+        nodes: list[Any] = list(
+            connection.execute(
+                text(
+                    "SELECT nodename, nodeport, groupid FROM pg_dist_node"
+                    " WHERE isactive AND noderole = 'primary' ORDER BY groupid = 0, nodeid"
+                )
+            )
+        )
+    if not any(node.groupid == 0 for node in nodes):
+        nodes.append(_Node(server.host or "localhost", server.port or 5432, 0))
+    return nodes
+
+
+@dataclass(frozen=True)
+class _Node:
+    nodename: str
+    nodeport: int
+    groupid: int
+
+
+@contextmanager
+def _autocommit(url: URL) -> Iterator[Connection]:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text("CREATE EXTENSION IF NOT EXISTS citus"))
-    return engine
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def _run(url: URL, sql: str) -> None:
+    with _autocommit(url) as connection:
+        connection.execute(text(sql))
