@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from segmenti.cli import app
+from segmenti.db import migrate
 from segmenti.db.distribution import ANCHOR, NOT_IN_METADATA, RULES, Placement
 from segmenti.db.tables import metadata
 from segmenti.db.tenant import across_tenants
@@ -120,3 +121,18 @@ def test_distribute_places_every_table_keeps_rows_and_does_nothing_twice(empty_u
     assert again.exit_code == 0, again.output
     assert "nothing to do" in again.stdout
     assert _placements(empty_url) == placed
+
+
+@needs_citus
+def test_a_table_added_by_a_migration_after_distributing_is_distributed(empty_url: str) -> None:
+    env = {"SEGMENTI_DATABASE_URL": empty_url}
+    assert runner.invoke(app, ["db", "distribute"], env=env).exit_code == 0
+    engine = create_engine(empty_url)
+    # Back to before dashboard_sessions existed, then up again: the migration creates
+    # the table on the coordinator, and the upgrade distributes it like the others.
+    migrate.downgrade(engine, "0004_parameters_without_rowid")
+    assert "dashboard_sessions" not in _placements(empty_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    placed = _placements(empty_url)
+    assert placed["dashboard_sessions"] == ("distributed", "user_id", placed[ANCHOR][2])

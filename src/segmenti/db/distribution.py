@@ -223,6 +223,34 @@ def distribute(connection: Connection) -> list[Step]:
     return steps
 
 
+def before_migrations(connection: Connection) -> None:
+    """On Citus, runs the migrations' transaction in sequential mode: one connection per
+    worker, so that DDL on a distributed table (run over a connection per shard in
+    parallel mode) followed by a new table with a foreign key to it, in the same
+    transaction, does not deadlock with itself."""
+    if _has_citus(connection):
+        connection.execute(text("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"))
+
+
+def _has_citus(connection: Connection) -> bool:
+    if connection.dialect.name != "postgresql":
+        return False
+    query = text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+    return bool(connection.execute(query).scalar())
+
+
+def after_migrations(connection: Connection) -> None:
+    """On a database already distributed, places the tables a migration just created,
+    so that an upgrade cannot leave a new tenant table on the coordinator alone. Does
+    nothing anywhere else (SQLite, plain PostgreSQL, a Citus database not distributed
+    yet: that is `segmenti db distribute`'s decision)."""
+    if not _has_citus(connection):
+        return
+    anchor = text("SELECT EXISTS (SELECT 1 FROM citus_tables WHERE table_name::text = :name)")
+    if connection.execute(anchor, {"name": ANCHOR}).scalar():
+        distribute(connection)
+
+
 def create_database(server: URL, name: str) -> URL:
     """A new database `name` on the Citus cluster whose coordinator `server` names (a URL
     of a database where the workers are added): made on the coordinator and on every

@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from segmenti.db import distribution
 from segmenti.db.tenant import across_tenants
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -38,7 +39,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     config = _config()
     with engine.begin() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
+        distribution.before_migrations(connection)
         command.upgrade(config, revision)
+        # On Citus, a table the migrations just added is distributed like the others.
+        distribution.after_migrations(connection)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -46,6 +50,7 @@ def downgrade(engine: Engine, revision: str) -> None:
     config = _config()
     with engine.begin() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
+        distribution.before_migrations(connection)
         command.downgrade(config, revision)
 
 
