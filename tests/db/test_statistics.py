@@ -25,6 +25,7 @@ from segmenti.forms import Params
 from segmenti.membership import filters
 from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
+from tests.conftest import CITUS_URL
 
 runner = CliRunner()
 
@@ -180,6 +181,16 @@ def test_an_import_leaves_statistics_for_the_tables_it_filled(
                 "SELECT DISTINCT tbl FROM sqlite_stat1 ORDER BY tbl"
             ).scalars()
             assert list(analyzed) == ["contact_parameters", "contacts"]
+        elif CITUS_URL:  # the statistics are the shards', on the workers
+            for table in ("contacts", "contact_parameters"):
+                tuples = connection.execute(
+                    text(
+                        "SELECT sum(result::real) FROM run_command_on_shards(:table,"
+                        " $$SELECT reltuples FROM pg_class WHERE oid = '%s'::regclass$$)"
+                    ),
+                    {"table": table},
+                ).scalar()
+                assert tuples >= 3_000, table
         else:
             rows = connection.exec_driver_sql(
                 "SELECT relname, reltuples FROM pg_class"
