@@ -147,7 +147,10 @@ class Statistics:
         ).bindparams(bindparam("tables", tables))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return {name: (float(tuples), int(changed)) for name, tuples, changed in rows}
+            known = {name: (float(tuples), int(changed)) for name, tuples, changed in rows}
+            for table in _distributed(connection, tables):
+                known[table] = (_shard_tuples(connection, table), 0)
+        return known
 
     def _known_sqlite(self, tables: list[str]) -> dict[str, tuple[float, int]]:
         with self.engine.connect() as connection:
@@ -174,3 +177,32 @@ class Statistics:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(f"ANALYZE {names}")
         log.info("analyzed %s after a large write", names)
+
+
+# Citus: the coordinator's copy of a distributed table stays empty, and ANALYZE of it
+# runs on every shard without changing its own pg_class row, so its reltuples would say
+# "never analyzed" forever and every large write would analyze every shard again. The
+# rows as last analyzed are the sum over the shards (a never-analyzed shard counts none).
+_SHARD_TUPLES = text(
+    "SELECT coalesce(sum(greatest(CAST(result AS float8), 0)), 0)"
+    " FROM run_command_on_shards(CAST(:table AS regclass),"
+    " $$SELECT reltuples FROM pg_class WHERE oid = '%s'::regclass$$) WHERE success"
+)
+
+
+def _distributed(connection: Any, tables: list[str]) -> list[str]:
+    """The tables among `tables` that Citus distributes (none without Citus)."""
+    if (
+        connection.execute(text("SELECT to_regclass('pg_catalog.pg_dist_partition')")).scalar()
+        is None
+    ):
+        return []
+    query = text(
+        "SELECT CAST(logicalrelid AS regclass)::text FROM pg_dist_partition"
+        " WHERE CAST(logicalrelid AS regclass)::text = ANY(CAST(:tables AS text[]))"
+    ).bindparams(bindparam("tables", tables))
+    return list(connection.execute(query).scalars())
+
+
+def _shard_tuples(connection: Any, table: str) -> float:
+    return float(connection.execute(_SHARD_TUPLES, {"table": table}).scalar_one())
