@@ -146,7 +146,7 @@ def is_citus(url: str) -> bool:
         with engine.connect() as connection:
             distribution.check_citus(connection)
             return True
-    except distribution.NotCitus:
+    except distribution.CannotDistribute:
         return False
     finally:
         engine.dispose()

@@ -83,9 +83,9 @@ NOT_IN_METADATA: dict[str, Rule] = {
 """Tables the database holds that tables.py does not describe."""
 
 
-class NotCitus(errors.SegmentiError):
+class CannotDistribute(errors.SegmentiError):
     status = 409
-    title = "Not a Citus coordinator"
+    title = "Cannot distribute"
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def check_citus(connection: Connection) -> None:
     """Refuses, with the reason, a database that is not a Citus coordinator with at least
     one active worker."""
     if connection.dialect.name != "postgresql":
-        raise NotCitus(
+        raise CannotDistribute(
             f"the database is {connection.dialect.name}: distributing needs PostgreSQL "
             "with the citus extension (docs/scaling-out.md)"
         )
@@ -122,7 +122,7 @@ def check_citus(connection: Connection) -> None:
             if available
             else "Citus is not installed on this server (docs/scaling-out.md)"
         )
-        raise NotCitus(f"the citus extension is not in this database: {hint}")
+        raise CannotDistribute(f"the citus extension is not in this database: {hint}")
     workers = connection.execute(
         text(
             "SELECT count(*) FROM pg_dist_node "
@@ -130,7 +130,7 @@ def check_citus(connection: Connection) -> None:
         )
     ).scalar_one()
     if not workers:
-        raise NotCitus(
+        raise CannotDistribute(
             "no active worker node in this database: add one with "
             "SELECT citus_add_node('worker-host', 5432)"
         )
@@ -164,7 +164,7 @@ def plan(connection: Connection) -> list[Step]:
             anchor is not None and row.colocation_id == anchor.colocation_id
         )
         if (row.citus_table_type, row.distribution_column) != expected or not colocated:
-            raise NotCitus(
+            raise CannotDistribute(
                 f"table {name} is already a {row.citus_table_type} table "
                 f"(column {row.distribution_column}, co-location {row.colocation_id}), "
                 f"but its rule is {rule.placement.value}"
