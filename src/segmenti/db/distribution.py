@@ -118,7 +118,8 @@ def check_citus(connection: Connection) -> None:
             text("SELECT 1 FROM pg_available_extensions WHERE name = 'citus'")
         ).scalar()
         hint = (
-            "run CREATE EXTENSION citus in this database, then add the workers"
+            "load it (shared_preload_libraries), run CREATE EXTENSION citus in this"
+            " database and add the workers (docs/scaling-out.md)"
             if available
             else "Citus is not installed on this server (docs/scaling-out.md)"
         )
