@@ -1,5 +1,7 @@
 """Real databases for every test: SQLite always; PostgreSQL when
-SEGMENTI_TEST_DATABASE_URL names a server (`make test-pg`, and CI)."""
+SEGMENTI_TEST_DATABASE_URL names a server (`make test-pg`, and CI); a Citus cluster when
+SEGMENTI_TEST_CITUS_URL names its coordinator (a database there with the workers added):
+then the whole suite runs on a distributed schema (docs/scaling-out.md)."""
 
 from __future__ import annotations
 
@@ -17,14 +19,17 @@ from sqlalchemy import create_engine, make_url, text
 
 from segmenti import auth
 from segmenti.app import create_app
-from segmenti.db import migrate, tenant_check
+from segmenti.db import distribution, migrate, tenant_check
 from segmenti.db.engine import Database
 from segmenti.db.tables import metadata
 from segmenti.db.tenant import across_tenants
 from segmenti.settings import Settings
 from tests.count_writers import only_counts_writes_total_contacts  # noqa: F401 (autouse)
 
-PG_URL = os.environ.get("SEGMENTI_TEST_DATABASE_URL")
+CITUS_URL = os.environ.get("SEGMENTI_TEST_CITUS_URL")
+# Citus is PostgreSQL: every PostgreSQL test runs on the coordinator too.
+PG_URL = CITUS_URL or os.environ.get("SEGMENTI_TEST_DATABASE_URL")
+needs_citus = pytest.mark.skipif(not CITUS_URL, reason="no Citus (SEGMENTI_TEST_CITUS_URL)")
 
 # Every statement of every engine, the app's included, must be scoped to one user
 # (db/tenant_check.py); a test fails when one was not, even if the code swallowed it.
@@ -42,7 +47,20 @@ def _statements_scoped_to_a_user() -> Iterator[None]:
 def _template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database the tests start from: a SQLite file to copy, or a PostgreSQL
     database made for this test session (emptied between tests)."""
-    if PG_URL:
+    if CITUS_URL:
+        server = make_url(CITUS_URL)
+        name = f"segmenti_test_{uuid.uuid4().hex[:10]}"
+        url = distribution.create_database(server, name)
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        with engine.begin() as connection:
+            # Fewer shards than the default 32: each test empties every one of them.
+            connection.execute(text("SET LOCAL citus.shard_count = 4"))
+            distribution.distribute(connection)
+        engine.dispose()
+        yield url.render_as_string(hide_password=False)
+        distribution.drop_database(server, name)
+    elif PG_URL:
         server = make_url(PG_URL)
         name = f"segmenti_test_{uuid.uuid4().hex[:10]}"
         admin = create_engine(server, isolation_level="AUTOCOMMIT")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from tests.conftest import PG_URL
+from segmenti.db import distribution
+from tests.conftest import CITUS_URL, PG_URL
 
 
 @pytest.fixture
@@ -20,6 +21,10 @@ def empty_url(tmp_path: Path) -> Iterator[str]:
         return
     server = make_url(PG_URL)
     name = f"segmenti_schema_{uuid.uuid4().hex[:10]}"
+    if CITUS_URL:
+        yield distribution.create_database(server, name).render_as_string(hide_password=False)
+        distribution.drop_database(server, name)
+        return
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))

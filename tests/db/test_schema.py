@@ -14,10 +14,12 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from segmenti.db import migrate
+from segmenti.db.distribution import RULES
 from segmenti.db.engine import Database
 from segmenti.db.tables import metadata
 from segmenti.db.tenant import across_tenants
 from segmenti.settings import Settings
+from tests.conftest import CITUS_URL
 
 # Every table but these is owned by one tenant: `users` is the tenant itself, and
 # `api_keys` is looked up across tenants by key hash (a reference table on Citus, see
@@ -50,7 +52,13 @@ def _differences(engine: Engine) -> list[Any]:
 def test_migrated_schema_is_the_schema_of_tables_py(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        assert _differences(engine) == []
+        differences = _differences(engine)
+        if CITUS_URL:  # distributing drops the foreign keys Citus cannot keep
+            dropped = {name for rule in RULES.values() for name in rule.drop_foreign_keys}
+            differences = [
+                d for d in differences if not (d[0] == "add_fk" and d[1].name in dropped)
+            ]
+        assert differences == []
         # Autogenerate does not compare primary keys: check them here.
         inspector = inspect(engine)
         for table in metadata.sorted_tables:

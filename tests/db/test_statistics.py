@@ -20,12 +20,14 @@ from segmenti import auth, demo
 from segmenti.app import create_app
 from segmenti.cli import app as cli
 from segmenti.contacts import csv_io
+from segmenti.db.engine import Database
 from segmenti.db.statistics import MIN_ROWS, SHARE, WATCHED, stale_tables
 from segmenti.db.tables import contacts
 from segmenti.forms import Params
 from segmenti.membership import filters
 from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
+from tests.conftest import CITUS_URL, needs_citus
 
 runner = CliRunner()
 
@@ -182,6 +184,16 @@ def test_an_import_leaves_statistics_for_the_tables_it_filled(
                 "SELECT DISTINCT tbl FROM sqlite_stat1 ORDER BY tbl"
             ).scalars()
             assert list(analyzed) == ["contact_parameters", "contacts"]
+        elif CITUS_URL:  # the statistics are the shards', on the workers
+            for table in ("contacts", "contact_parameters"):
+                tuples = connection.execute(
+                    text(
+                        "SELECT sum(result::real) FROM run_command_on_shards(:table,"
+                        " $$SELECT reltuples FROM pg_class WHERE oid = '%s'::regclass$$)"
+                    ),
+                    {"table": table},
+                ).scalar()
+                assert tuples >= 3_000, table
         else:
             rows = connection.exec_driver_sql(
                 "SELECT relname, reltuples FROM pg_class"
@@ -265,3 +277,28 @@ def test_rows_are_counted_per_table_from_what_the_statements_report(
         session.execute(delete(contacts).where(contacts.c.user_id == user_id))
         raise RuntimeError("rolled back")
     assert committed == [{"contacts": 6}]  # a rolled back write is not looked at
+
+
+@needs_citus
+def test_on_citus_a_write_below_the_share_does_not_analyze_every_shard_again(
+    database_url: str, tmp_path: Path, analyzes: Analyzes
+) -> None:
+    """The coordinator's own pg_class row of a distributed table never learns the rows;
+    the shards' rows count, or every large write would analyze every shard again."""
+    env = {"SEGMENTI_DATABASE_URL": database_url}
+    user_id, _key = cli_user(env)
+    write_contacts(tmp_path / "contacts.csv", 6_000)
+    imported = runner.invoke(
+        cli, ["contacts", "import", str(tmp_path / "contacts.csv"), "--user", str(user_id)],
+        env=env,
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    assert "contacts" in analyzes.tables
+    analyzes.tables.clear()
+    db = Database(Settings(database_url=database_url))
+    try:
+        assert db.statistics.after_commit({"contacts": MIN_ROWS}) == []  # 1,000 of 6,000
+        assert analyzes.tables == []
+        assert db.statistics.after_commit({"contacts": 2 * MIN_ROWS}) == ["contacts"]
+    finally:
+        db.dispose()

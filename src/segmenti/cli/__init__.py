@@ -11,6 +11,7 @@ from rich.table import Table
 
 from segmenti import auth, errors
 from segmenti.cli import contacts as contacts_cli
+from segmenti.cli import db as db_cli
 from segmenti.cli import demo as demo_cli
 from segmenti.cli import segments as segments_cli
 from segmenti.cli.support import console, database, fail
@@ -26,6 +27,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(contacts_cli.app, name="contacts")
 app.command()(demo_cli.demo)
 app.add_typer(segments_cli.app, name="segments")
+app.add_typer(db_cli.app, name="db")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON line.")]
 

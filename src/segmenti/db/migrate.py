@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, Table
 
-from segmenti.db import search_index
+from segmenti.db import distribution, search_index
 from segmenti.db.tenant import across_tenants
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -43,7 +43,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     # commit early to build an index CONCURRENTLY (0010_contact_search).
     with engine.connect() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
+        distribution.before_migrations(connection)
         command.upgrade(config, revision)
+        # On Citus, a table the migrations just added is distributed like the others.
+        distribution.after_migrations(connection)
         connection.commit()
 
 
@@ -52,6 +55,7 @@ def downgrade(engine: Engine, revision: str) -> None:
     config = _config()
     with engine.connect() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
+        distribution.before_migrations(connection)
         command.downgrade(config, revision)
         connection.commit()
 

@@ -29,6 +29,7 @@ A failed analyze is logged, never raised: the write it follows is committed.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import Counter
@@ -147,7 +148,12 @@ class Statistics:
         ).bindparams(bindparam("tables", tables))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return {name: (float(tuples), int(changed)) for name, tuples, changed in rows}
+            known = {name: (float(tuples), int(changed)) for name, tuples, changed in rows}
+            distributed = _distributed(connection, tables)
+            if distributed:
+                for table, tuples in _shard_tuples(connection, distributed).items():
+                    known[table] = (tuples, 0)
+        return known
 
     def _known_sqlite(self, tables: list[str]) -> dict[str, tuple[float, int]]:
         with self.engine.connect() as connection:
@@ -174,3 +180,41 @@ class Statistics:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(f"ANALYZE {names}")
         log.info("analyzed %s after a large write", names)
+
+
+# Citus: the coordinator's copy of a distributed table stays empty, and ANALYZE of it
+# runs on every shard without changing its own pg_class row, so its reltuples would say
+# "never analyzed" forever and every large write would analyze every shard again. The
+# rows as last analyzed are the sum over the shards (a never-analyzed shard counts none),
+# read from each worker's catalog in one command per worker (shards are named
+# <table>_<shardid> there).
+_SHARD_TUPLES = text(
+    "SELECT result FROM run_command_on_workers($$"
+    "SELECT coalesce(json_object_agg(name, tuples), '{}') FROM ("
+    " SELECT CAST(s.logicalrelid AS regclass)::text AS name,"
+    " sum(greatest(c.reltuples, 0)) AS tuples"
+    " FROM pg_dist_shard s JOIN pg_class c"
+    " ON c.relname = CAST(s.logicalrelid AS regclass)::text || '_' || s.shardid"
+    " GROUP BY 1) AS shards$$) WHERE success"
+)
+
+
+def _distributed(connection: Any, tables: list[str]) -> list[str]:
+    """The tables among `tables` that Citus distributes (none without Citus)."""
+    exists = text("SELECT to_regclass('pg_catalog.pg_dist_partition')")
+    if connection.execute(exists).scalar() is None:
+        return []
+    query = text(
+        "SELECT CAST(logicalrelid AS regclass)::text FROM pg_dist_partition"
+        " WHERE CAST(logicalrelid AS regclass)::text = ANY(CAST(:tables AS text[]))"
+    ).bindparams(bindparam("tables", tables))
+    return list(connection.execute(query).scalars())
+
+
+def _shard_tuples(connection: Any, tables: list[str]) -> dict[str, float]:
+    totals = dict.fromkeys(tables, 0.0)
+    for result in connection.execute(_SHARD_TUPLES).scalars():
+        for name, tuples in json.loads(result).items():
+            if name in totals:
+                totals[name] += float(tuples)
+    return totals
