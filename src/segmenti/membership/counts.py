@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Integer, Select, bindparam, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from segmenti import metrics
@@ -568,6 +569,11 @@ def _write(
     only add deltas) then lock segment rows in the same order and cannot deadlock each
     other; `total_contacts + delta` loses no concurrent update. Totals are set only
     under the user's exclusive lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        _write_together(session, user_id=user_id, values=sorted((totals or {}).items()), add=False)
+        changed = sorted((s, delta) for s, delta in (deltas or {}).items() if delta)
+        _write_together(session, user_id=user_id, values=changed, add=True)
+        return
     one_segment = Tenant(user_id).update(segments).where(segments.c.id == bindparam("segment_id"))
     if totals:
         session.execute(
@@ -582,3 +588,36 @@ def _write(
             one_segment.values(total_contacts=segments.c.total_contacts + bindparam("delta")),
             rows,
         )
+
+
+def _write_together(
+    session: Session, *, user_id: int, values: Sequence[tuple[int, int]], add: bool
+) -> None:
+    """PostgreSQL: `_write`'s statements for many segments as one. executemany sends
+    one statement per segment, each a round trip to the server: a contact in 200 filter
+    segments paid 200 of them, most of its write. Here the rows are locked in id order
+    by a materialized CTE (the same order as the one-by-one updates, so concurrent
+    writers still cannot deadlock each other: a CTE scan pulls its rows, and so takes
+    its locks, in the CTE's own order, whatever the join above it), then updated from
+    the two arrays in the same statement."""
+    if not values:
+        return
+    tenant = Tenant(user_id)
+    given = select(
+        func.unnest(literal([s for s, _ in values], ARRAY(Integer))).label("id"),
+        func.unnest(literal([v for _, v in values], ARRAY(Integer))).label("value"),
+    ).subquery()
+    locked = (
+        tenant.select(segments.c.id)
+        .where(segments.c.id.in_(select(given.c.id)))
+        .order_by(segments.c.id)
+        .with_for_update()
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
+    value = segments.c.total_contacts + given.c.value if add else given.c.value
+    session.execute(
+        tenant.update(segments)
+        .where(segments.c.id == locked.c.id, given.c.id == locked.c.id)
+        .values(total_contacts=value)
+    )
