@@ -515,7 +515,12 @@ def _store_members(
     session.execute(
         insert(segment_members).from_select(
             ["segment_id", "contact_id", "user_id"],
-            select(literal(segment_id, Integer), ids.c.value, literal(user_id, Integer)),
+            # In key order: the new segment's rows then fill the primary key at its
+            # right edge, and the foreign key looks the contacts up in id order,
+            # instead of splitting pages and reading the contacts at random.
+            select(literal(segment_id, Integer), ids.c.value, literal(user_id, Integer)).order_by(
+                ids.c.value
+            ),
         )
     )
 
