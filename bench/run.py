@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from bench import data, http_client
+from bench import csv_import, data, http_client
 from segmenti import auth
 from segmenti.db import migrate
 from segmenti.db.engine import Database
@@ -662,6 +662,10 @@ TARGETS = {
     "bulk_segment": ("< 2 s", lambda r: r["ms"] < 2000),
     "recount_all": ("< 60 s, 0 corrected", lambda r: r["ms"] < 60_000 and not r["corrected"]),
     "server_memory": ("RSS < 1 GB", lambda r: r["peak_rss_mb"] < 1024),
+    "csv_import": (
+        ">= 50,000 rows/s and >= 0.8x SQLite's on the same file",
+        lambda r: r["rows_per_s"] >= 50_000 and r["vs_sqlite"] >= 0.8,
+    ),
 }
 
 
@@ -691,6 +695,9 @@ def table(results: dict[str, Any]) -> str:
                 f"| server RSS (peak) | {result['peak_rss_mb']:.0f} MB | - | - | - | - | - | "
                 f"{TARGETS[name][0]}: {verdict} |"
             )
+            continue
+        if name == "csv_import":
+            lines.append(csv_import.table_row(result, TARGETS[name]))
             continue
         figure = _main_figure(result)
         floor = _main_figure(result.get("floor", {}))
@@ -857,6 +864,17 @@ def main() -> None:
                     ),
                 ),
             )
+        steps.append(
+            (
+                "csv import",
+                lambda: csv_import.measure_import(
+                    contact_list=contact_list,
+                    backend_url=database_url,
+                    fresh_database=fresh_database,
+                    workdir=ROOT / "var" / "bench" / "import",
+                ),
+            )
+        )
         for label, step in steps:
             start = time.perf_counter()
             results.update(step())
