@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -151,13 +152,7 @@ def _phone_taken(phone_number: str) -> errors.Conflict:
 def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int:
     if data.phone is None:
         raise errors.Invalid("phone_number is required", parameter="phone_number")
-    tenant = Tenant(user_id)
     version = counts.lock_tenant(session, user_id=user_id, exclusive=False)
-    exists = session.execute(
-        tenant.select(contacts.c.id).where(contacts.c.phone_number == data.phone.e164)
-    ).first()
-    if exists is not None:
-        raise _phone_taken(data.phone.e164)
     values: dict[str, Any] = {
         "name": data.name or "",
         "phone_number": data.phone.e164,
@@ -167,13 +162,9 @@ def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int
         "has_opted_out": bool(data.has_opted_out),
         "datetime": utcnow(),
     }
-    try:
-        with session.begin_nested():
-            contact_id = session.execute(
-                tenant.insert(contacts).values(**values).returning(contacts.c.id)
-            ).scalar_one()
-    except IntegrityError:  # a concurrent create of the same number won the race
-        raise _phone_taken(data.phone.e164) from None
+    contact_id = _insert_unless_taken(session, user_id=user_id, values=values)
+    if contact_id is None:
+        raise _phone_taken(data.phone.e164)
     rows = parameter_rows(user_id=user_id, contact_id=contact_id, raw=values["custom_parameters"])
     if rows:
         session.execute(insert(contact_parameters), rows)
@@ -184,6 +175,24 @@ def create_contact(session: Session, *, user_id: int, data: ContactInput) -> int
         written=counts.ContactChanges([counts.Change(contact_id, None, state_of(values))]),
     )
     return int(contact_id)
+
+
+def _insert_unless_taken(session: Session, *, user_id: int, values: dict[str, Any]) -> int | None:
+    """Inserts the contact and returns its id, or None when the user has the number
+    already (then nothing is written). One statement, where a look-up, a savepoint,
+    the insert and the savepoint's release were four round trips to the server (a
+    concurrent create of the same number waits for the other and finds it taken)."""
+    insert_into = (
+        postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    )
+    statement = (
+        insert_into(contacts)
+        .values(user_id=user_id, **values)
+        .on_conflict_do_nothing(index_elements=[contacts.c.user_id, contacts.c.phone_number])
+        .returning(contacts.c.id)
+    )
+    contact_id = session.execute(statement).scalar()
+    return None if contact_id is None else int(contact_id)
 
 
 def update_contact(session: Session, *, user_id: int, contact_id: int, data: ContactInput) -> int:
@@ -208,13 +217,16 @@ def update_contact(session: Session, *, user_id: int, contact_id: int, data: Con
         values["has_opted_out"] = data.has_opted_out
     if data.custom_parameters is not None:
         values["custom_parameters"] = data.custom_parameters
-    try:
-        with session.begin_nested():
-            session.execute(
-                tenant.update(contacts).where(contacts.c.id == contact_id).values(**values)
-            )
-    except IntegrityError:
-        raise _phone_taken(values["phone_number"]) from None
+    write = tenant.update(contacts).where(contacts.c.id == contact_id).values(**values)
+    if "phone_number" in values:
+        # Only a new number can break the unique key (a concurrent write taking it).
+        try:
+            with session.begin_nested():
+                session.execute(write)
+        except IntegrityError:
+            raise _phone_taken(values["phone_number"]) from None
+    else:
+        session.execute(write)
     if data.custom_parameters is not None:
         session.execute(
             tenant.delete(contact_parameters).where(contact_parameters.c.contact_id == contact_id)

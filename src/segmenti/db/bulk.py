@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import String, Subquery, cast, func, literal, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import String, Subquery, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from segmenti.db.tables import contacts
@@ -57,10 +57,12 @@ def listed(session: Session, values: Sequence[Any], *, type_: Any) -> Subquery:
 
     One statement then looks up or inserts 100,000 numbers or ids, where IN lists of
     bound parameters need a statement per few hundred (every backend caps them) and
-    cost more to bind than the database spends answering."""
-    payload = literal(json.dumps(list(values)), String)
+    cost more to bind than the database spends answering. On PostgreSQL the list is an
+    array, unnested: psycopg sends it typed, where 100,000 numbers in a JSON text cost
+    the server a JSON parse and a cast of each element (about twice the time)."""
     if session.get_bind().dialect.name == "postgresql":
-        rows = func.jsonb_array_elements_text(cast(payload, JSONB)).table_valued("value")
-        return select(cast(rows.c.value, type_).label("value")).subquery()
+        array = literal(list(values), ARRAY(type_))
+        return select(func.unnest(array).label("value")).subquery()
+    payload = literal(json.dumps(list(values)), String)
     rows = func.json_each(payload).table_valued("value")
     return select(rows.c.value.label("value")).subquery()

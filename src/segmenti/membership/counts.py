@@ -50,6 +50,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from sqlalchemy import Date, Integer, Select, bindparam, func, insert, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -390,10 +391,6 @@ def contacts_written(
     return _tell(session, watch, user_id=user_id)
 
 
-def _counted(state: ContactState | None, predicate: filters.Predicate) -> bool:
-    return state is not None and not state.has_opted_out and predicate(state)
-
-
 def _evaluate(
     changes: Sequence[Change | Created],
     predicates: Sequence[tuple[int, filters.Predicate]],
@@ -410,8 +407,16 @@ def _evaluate(
             before, after, ids = None, change.after, change.contact_ids
         else:
             before, after, ids = change.before, change.after, (change.contact_id,)
+        # `_counted`, inlined: this loop runs for every filter segment of the user on
+        # every contact write, and two calls a pair cost as much as the predicates.
+        counted_after = after if after is not None and not after.has_opted_out else None
+        counted_before = before if before is not None and not before.has_opted_out else None
+        if counted_after is None and counted_before is None:
+            continue  # opted out before and after (or neither exists): in no count
         for segment_id, predicate in predicates:
-            delta = _counted(after, predicate) - _counted(before, predicate)
+            delta = (counted_after is not None and predicate(counted_after)) - (
+                counted_before is not None and predicate(counted_before)
+            )
             if delta:
                 deltas[segment_id] += delta * len(ids)
                 if watch is not None and segment_id in watch.segments:
@@ -549,7 +554,12 @@ def _store_members(
     session.execute(
         insert(segment_members).from_select(
             ["segment_id", "contact_id", "user_id"],
-            select(literal(segment_id, Integer), ids.c.value, literal(user_id, Integer)),
+            # In key order: the new segment's rows then fill the primary key at its
+            # right edge, and the foreign key looks the contacts up in id order,
+            # instead of splitting pages and reading the contacts at random.
+            select(literal(segment_id, Integer), ids.c.value, literal(user_id, Integer)).order_by(
+                ids.c.value
+            ),
         )
     )
 
@@ -684,18 +694,26 @@ def _write(
             )
         }
         moved.update({s: total - before.get(s, 0) for s, total in totals.items()})
-        session.execute(
-            one_segment.values(total_contacts=bindparam("total")),
-            [{"segment_id": s, "total": total} for s, total in sorted(totals.items())],
-        )
-    rows = [
-        {"segment_id": s, "delta": delta} for s, delta in sorted((deltas or {}).items()) if delta
-    ]
-    if rows:
-        session.execute(
-            one_segment.values(total_contacts=segments.c.total_contacts + bindparam("delta")),
-            rows,
-        )
+    if session.get_bind().dialect.name == "postgresql":
+        _write_together(session, user_id=user_id, values=sorted((totals or {}).items()), add=False)
+        changed = sorted((s, delta) for s, delta in (deltas or {}).items() if delta)
+        _write_together(session, user_id=user_id, values=changed, add=True)
+    else:
+        if totals:
+            session.execute(
+                one_segment.values(total_contacts=bindparam("total")),
+                [{"segment_id": s, "total": total} for s, total in sorted(totals.items())],
+            )
+        rows = [
+            {"segment_id": s, "delta": delta}
+            for s, delta in sorted((deltas or {}).items())
+            if delta
+        ]
+        if rows:
+            session.execute(
+                one_segment.values(total_contacts=segments.c.total_contacts + bindparam("delta")),
+                rows,
+            )
     _history(session, user_id=user_id, moved=moved, touched=set(totals or ()) | set(moved))
 
 
@@ -749,4 +767,37 @@ def _history(
             }
             for s in sorted(touched)
         ],
+    )
+
+
+def _write_together(
+    session: Session, *, user_id: int, values: Sequence[tuple[int, int]], add: bool
+) -> None:
+    """PostgreSQL: `_write`'s statements for many segments as one. executemany sends
+    one statement per segment, each a round trip to the server: a contact in 200 filter
+    segments paid 200 of them, most of its write. Here the rows are locked in id order
+    by a materialized CTE (the same order as the one-by-one updates, so concurrent
+    writers still cannot deadlock each other: a CTE scan pulls its rows, and so takes
+    its locks, in the CTE's own order, whatever the join above it), then updated from
+    the two arrays in the same statement."""
+    if not values:
+        return
+    tenant = Tenant(user_id)
+    given = select(
+        func.unnest(literal([s for s, _ in values], ARRAY(Integer))).label("id"),
+        func.unnest(literal([v for _, v in values], ARRAY(Integer))).label("value"),
+    ).subquery()
+    locked = (
+        tenant.select(segments.c.id)
+        .where(segments.c.id.in_(select(given.c.id)))
+        .order_by(segments.c.id)
+        .with_for_update()
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
+    value = segments.c.total_contacts + given.c.value if add else given.c.value
+    session.execute(
+        tenant.update(segments)
+        .where(segments.c.id == locked.c.id, given.c.id == locked.c.id)
+        .values(total_contacts=value)
     )
