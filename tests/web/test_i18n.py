@@ -358,6 +358,10 @@ def test_the_webhook_pages_in_italian(alice: User, db: Database, settings: Setti
     listing = alice.client.get("/webhooks", headers=ITALIAN).text
     assert "<title>Webhook · Segmenti</title>" in listing
     assert "<p>Ancora nessun webhook.</p>" in listing
+    assert (
+        "Ogni webhook riceve lotti firmati di eventi <code>segment.contact_entered</code> e "
+        '<code>segment.contact_exited</code> (<a href="/docs">documentazione dell'
+    ) in listing
     assert '<button type="submit">Crea il webhook</button>' in listing
     refused = alice.client.post(
         "/webhooks",
