@@ -68,7 +68,9 @@ def test_webhook_snapshot_and_history_pages(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # In English explicitly: the names looked up below are the English ones
+            # (tests/web/test_i18n.py checks these pages in Italian).
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-GB")
             page.set_default_timeout(TIMEOUT_MS)
             script_errors: list[str] = []
             page.on("pageerror", lambda error: script_errors.append(str(error)))
@@ -135,7 +137,9 @@ def test_webhook_snapshot_and_history_pages(
             expect(page.locator("[data-total]")).to_have_text("31")
             rows = page.get_by_role("region", name="Members as frozen").locator("tbody tr")
             expect(rows).to_have_count(25)
+            expect(page.locator("[data-status]").first).to_have_attribute("data-status", "active")
             expect(page.locator("[data-status]").first).to_have_text("active")
+            expect(page.locator("html")).to_have_attribute("lang", "en")
             assert script_errors == []
         finally:
             browser.close()

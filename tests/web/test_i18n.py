@@ -17,16 +17,29 @@ from fastapi.testclient import TestClient
 from segmenti import errors
 from segmenti.checks import check_parameters
 from segmenti.contacts import forms as contact_forms
-from segmenti.forms import parse_choice
+from segmenti.db.engine import Database
+from segmenti.forms import Params, parse_choice
 from segmenti.paging import Page
 from segmenti.segments import service as segments_service
+from segmenti.segments import snapshots
 from segmenti.segments.forms import filter_from_rows
 from segmenti.settings import Settings
-from segmenti.web import i18n, messages, pages
+from segmenti.web import charts, i18n, messages, pages
+from segmenti.webhooks import forms as webhook_forms
+from segmenti.webhooks import sender
+from segmenti.webhooks import service as webhooks_service
+from segmenti.webhooks.deliverer import Deliverer
 from tests.conftest import User
 from tests.web.test_pages import field_error, sign_in
 
+# The webhook tests' settings (a receiver on loopback allowed, three immediate retries),
+# for the webhook pages in Italian; nothing else here depends on them.
+from tests.webhooks.conftest import settings as settings  # noqa: PLC0414 - the fixture
+from tests.webhooks.receiver import receiving
+
 ITALIAN = {"Accept-Language": "it-IT,it;q=0.9,en;q=0.8"}
+# A date and time as the Italian pages show them: `1 dic 2026, 14:05 CET`.
+ITALIAN_MOMENT = r"\d{1,2} [a-z]{3} \d{4}, \d\d:\d\d CES?T"
 
 
 def html_lang(page: str) -> str:
@@ -337,6 +350,139 @@ def test_the_api_and_its_errors_stay_english_whatever_the_browser_prefers(alice:
     assert "content-language" not in response.headers
 
 
+# -- the pages of events, webhooks and snapshots (issue 15) ------------------------------
+
+
+def test_the_webhook_pages_in_italian(alice: User, db: Database, settings: Settings) -> None:
+    token = sign_in(alice)
+    listing = alice.client.get("/webhooks", headers=ITALIAN).text
+    assert "<title>Webhook · Segmenti</title>" in listing
+    assert "<p>Ancora nessun webhook.</p>" in listing
+    assert (
+        "Ogni webhook riceve lotti firmati di eventi <code>segment.contact_entered</code> e "
+        '<code>segment.contact_exited</code> (<a href="/docs">documentazione dell'
+    ) in listing
+    assert '<button type="submit">Crea il webhook</button>' in listing
+    refused = alice.client.post(
+        "/webhooks",
+        headers=ITALIAN,
+        data={
+            "csrf_token": token,
+            "url": "ftp://example.com/",
+            "events[]": ["segment.contact_exited"],
+        },
+    )
+    assert refused.status_code == 400
+    assert field_error(refused.text, "url") == (
+        "URL rifiutato: l'URL deve iniziare con http:// o https://"
+    )
+    with receiving() as receiver:
+        receiver.statuses = [500] * 4  # the first delivery fails 4 times: retries exhausted
+        created = alice.client.post(
+            "/webhooks",
+            headers=ITALIAN,
+            data={
+                "csrf_token": token,
+                "url": receiver.url,
+                "events[]": ["segment.contact_entered", "segment.contact_exited"],
+                "segments_ids": "",
+            },
+        )
+        assert created.status_code == 201, created.text
+        assert re.search(r"<h1>Webhook \d+ creato</h1>", created.text)
+        assert "mostrato <strong>solo questa volta</strong>" in created.text
+        webhook_id = alice.get("/api/webhooks").json()["data"][0]["id"]
+        alice.make_segment(filters_countries=["IT"])
+        alice.make_contact("+393331234567")
+        assert Deliverer(db, settings).run_once() == 4
+        tested = alice.client.post(
+            f"/webhooks/{webhook_id}/test", headers=ITALIAN, data={"csrf_token": token}
+        )
+        assert re.search(
+            r'<p class="flash" role="status">Evento di prova inviato; il destinatario ha '
+            r"risposto 200 in \d+ ms\.</p>",
+            tested.text,
+        )
+    page = html.unescape(tested.text)
+    assert f"<h1>Webhook {webhook_id}</h1>" in page
+    assert 'aria-label="Tentativi di consegna"' in page and "<h2>Consegne</h2>" in page
+    assert '<button type="submit" data-action="replay">Reinvia</button>' in page
+    assert "<dd data-state>disattivato</dd>" in page
+    assert re.search(
+        r"Disattivato: la consegna \d+ è fallita 4 volte, l'ultima il .+ \(stato 500\); "
+        r"tentativi esauriti</p>",
+        page,
+    )
+    assert len(re.findall(rf'<td class="nowrap">{ITALIAN_MOMENT}</td>', page)) == 4
+    assert "1–4 di 4 tentativi di consegna" in page
+    replayed = alice.client.post(
+        f"/webhooks/{webhook_id}/replay",
+        headers=ITALIAN,
+        data={"csrf_token": token, "after_event_id": "0"},
+    )
+    assert (
+        '<p class="flash" role="status">Gli eventi successivi a 0 saranno inviati di nuovo.</p>'
+        in replayed.text
+    )
+    bad_replay = alice.client.post(
+        f"/webhooks/{webhook_id}/replay",
+        headers=ITALIAN,
+        data={"csrf_token": token, "after_event_id": "ieri"},
+    )
+    assert bad_replay.status_code == 400
+    assert "after_event_id deve essere l&#39;id di un evento" in bad_replay.text
+    english = alice.client.get(f"/webhooks/{webhook_id}", headers={"Accept-Language": "en"}).text
+    assert 'aria-label="Delivery attempts"' in english and "1–4 of 4 delivery attempts" in english
+
+
+def test_a_snapshot_and_a_segments_history_in_italian(alice: User) -> None:
+    token = sign_in(alice)
+    for i in range(3):
+        alice.make_contact(f"+39 333 100 {i:04d}")
+    segment_id = alice.make_segment(name="Italia", filters_countries=["IT"])
+    page = alice.client.get(f"/segments/{segment_id}", headers=ITALIAN).text
+    assert "<h2>Storico</h2>" in page and "Istantanee di questo segmento</a>" in page
+    assert 'alt="Contatti del segmento negli ultimi 90 giorni' in page
+    chart = alice.client.get(f"/segments/{segment_id}/history.svg", headers=ITALIAN)
+    assert chart.headers["content-language"] == "it" and "Accept-Language" in chart.headers["vary"]
+    assert "<title>Contatti del segmento, ultimi 90 giorni</title>" in chart.text
+    assert re.search(r">\d{1,2} [a-z]{3} \d{4}</text>", chart.text), chart.text
+    assert "▮ entrati</tspan>" in chart.text and "▮ usciti</tspan>" in chart.text
+    english_chart = alice.client.get(f"/segments/{segment_id}/history.svg").text
+    assert re.search(r">[A-Z][a-z]{2} \d{1,2}, \d{4}</text>", english_chart), english_chart
+    assert "▮ entered</tspan>" in english_chart
+
+    listing = alice.client.get(f"/segments/{segment_id}/snapshots", headers=ITALIAN).text
+    assert f'<h1>Istantanee di <a href="/segments/{segment_id}">Italia</a></h1>' in listing
+    assert "Ancora nessuna istantanea" in listing
+    taken = alice.client.post(
+        f"/segments/{segment_id}/snapshots", headers=ITALIAN, data={"csrf_token": token}
+    )
+    assert '<p class="flash" role="status">Istantanea creata.</p>' in taken.text
+    assert re.search(r"<h1>Istantanea \d+</h1>", taken.text)
+    assert re.search(rf"<dt>Creata</dt><dd>{ITALIAN_MOMENT}</dd>", taken.text)
+    assert 'aria-label="Membri come erano allora"' in taken.text
+    assert taken.text.count('<td data-status="active">attivo</td>') == 3
+    assert "<td>Italia</td>" in taken.text and "1–3 di 3 membri" in taken.text
+    listing = alice.client.get(f"/segments/{segment_id}/snapshots", headers=ITALIAN).text
+    assert re.search(rf'<td class="nowrap">{ITALIAN_MOMENT}</td><td>3</td>', listing)
+    assert "1–1 di 1 istantanea" in listing
+
+
+def test_the_history_chart_draws_numbers_and_dates_in_the_language() -> None:
+    rows = [
+        {"date": "2026-11-30", "total_contacts": 1234567, "entered": 3, "exited": 1},
+        {"date": "2026-12-01", "total_contacts": 1234569, "entered": 2, "exited": 0},
+    ]
+    italian = charts.history_svg(rows, days=90, language=i18n.language("it", "Europe/Rome"))
+    assert ">1.234.569</text>" in italian and ">30 nov 2026</text>" in italian
+    assert ">1 dic 2026</text>" in italian
+    english = charts.history_svg(rows, days=90, language=i18n.language("en", "Europe/Rome"))
+    assert ">1,234,569</text>" in english and ">Nov 30, 2026</text>" in english
+    empty = charts.history_svg([], days=90, language=i18n.language("it", "Europe/Rome"))
+    assert "Ancora nessuno storico" in empty
+
+
 # -- the message table ------------------------------------------------------------------
 
 
@@ -405,7 +551,72 @@ SERVICE_ERRORS: list[tuple[str, Callable[[], object], str]] = [
     ("bad page", lambda: Page.parse("0", None), "deve essere un intero da 1"),
     ("bad page size", lambda: Page.parse(None, "7"), "deve essere uno tra"),
     ("bad type", lambda: parse_choice("type", "x", ("filter",), None), "deve essere uno tra"),
+    # Webhooks (issue 15): the form's fields
+    ("no url", lambda: _webhook(("events", "segment.contact_entered")), "l'URL è obbligatorio"),
+    ("no events", lambda: _webhook(("url", "https://example.com/")), "gli eventi sono obbligatori"),
+    ("empty events", lambda: _webhook(*_URL, ("events", ",")), "scegli almeno un evento tra"),
+    (
+        "unknown event",
+        lambda: _webhook(*_URL, ("events", "segment.moved")),
+        "gli eventi devono essere tra segment.contact_entered, segment.contact_exited, ma è",
+    ),
+    (
+        "bad segments ids",
+        lambda: _webhook(*_URL, *_EVENTS, ("segments_ids", "x")),
+        "segments_ids devono essere interi positivi",
+    ),
+    (
+        "too many segments ids",
+        lambda: _webhook(*_URL, *_EVENTS, ("segments_ids", ",".join(map(str, range(1, 1100))))),
+        "al massimo 1000 segmenti",
+    ),
+    (
+        "bad event id",
+        lambda: webhook_forms.event_id("after_event_id", "ieri"),
+        "after_event_id deve essere l'id di un evento (un intero da 0 a",
+    ),
+    ("bad segment id", lambda: webhook_forms.segment_id("x"), "deve essere l'id di un segmento"),
+    # ... and why a URL is refused (SSRF), as checked when a webhook is written
+    ("not http", lambda: _refused("ftp://example.com/"), "deve iniziare con http:// o https://"),
+    ("no host", lambda: _refused("http:///hook"), "l'URL non ha un host"),
+    ("credentials", lambda: _refused("https://u:p@example.com/"), "nome utente o password"),
+    ("control character", lambda: _refused("https://exa\tmple.com/"), "caratteri di controllo"),
+    ("long url", lambda: _refused("https://example.com/" + "a" * 2100), "supera i 2048 caratteri"),
+    ("bad port", lambda: _refused("http://example.com:99999/"), "l'URL non è valido: Port out"),
+    ("loopback", lambda: _refused("http://127.0.0.1/"), "un indirizzo di loopback"),
+    ("loopback v6", lambda: _refused("http://[::1]/"), "un indirizzo di loopback"),
+    (
+        "private",
+        lambda: _refused("http://10.1.2.3/"),
+        "corrisponde a 10.1.2.3, un indirizzo privato",
+    ),
+    ("link-local", lambda: _refused("http://169.254.169.254/"), "un indirizzo link-local"),
+    ("unspecified", lambda: _refused("http://0.0.0.0/"), "un indirizzo non specificato"),
+    ("multicast", lambda: _refused("http://224.0.0.1/"), "un indirizzo multicast"),
+    ("reserved", lambda: _refused("http://[::2]/"), "un indirizzo riservato"),
+    ("unique-local", lambda: _refused("http://[fc00::1]/"), "un indirizzo privato"),
+    ("shared", lambda: _refused("http://100.64.0.1/"), "non è un indirizzo pubblico"),
+    (
+        "inside IPv6",
+        lambda: _refused("http://[::ffff:10.0.0.1]/"),
+        "un indirizzo privato (dentro un indirizzo IPv6)",
+    ),
 ]
+
+_URL = (("url", "https://example.com/"),)
+_EVENTS = (("events", "segment.contact_entered"),)
+
+
+def _webhook(*pairs: tuple[str, str]) -> object:
+    return webhook_forms.webhook_input(Params.from_pairs(list(pairs)), creating=True)
+
+
+def _refused(url: str) -> None:
+    """The check a webhook's URL passes when written, as the dashboard makes it (no DNS:
+    every host here is an address literal)."""
+    webhooks_service.check_input(
+        webhooks_service.WebhookInput(url=url), Settings(webhooks_allow_private=False)
+    )
 
 
 @pytest.mark.parametrize(
@@ -420,6 +631,44 @@ def test_service_errors_reach_an_italian_page_translated(
     assert translated is not None, f"no translation for {english!r}"
     assert italian in translated, translated
     assert messages.translate(i18n.language("en", "UTC"), english) == english
+
+
+def test_a_refused_delivery_attempt_is_shown_in_italian() -> None:
+    """The deliverer's own check of the address, as an attempt's error records it."""
+    outcome = sender.post(
+        "http://10.1.2.3/hook",
+        b"{}",
+        {},
+        allow_private=False,
+        connect_timeout=1,
+        total_timeout=1,
+    )
+    assert outcome.error is not None
+    translated = messages.translate(i18n.language("it", "UTC"), outcome.error)
+    assert translated == "rifiutato: l'host '10.1.2.3' corrisponde a 10.1.2.3, un indirizzo privato"
+
+
+def test_the_snapshot_limit_is_shown_in_italian(alice: User, db: Database) -> None:
+    segment_id = alice.make_segment(filters_countries=["IT"])
+    english = _raised(
+        lambda: snapshots.create_snapshot(
+            db, user_id=alice.id, segment_id=segment_id, settings=Settings(snapshots_per_user=0)
+        )
+    )
+    assert messages.translate(i18n.language("it", "UTC"), english) == (
+        "un utente può conservare al massimo 0 istantanee: eliminane prima una"
+    )
+
+
+def test_a_missing_webhook_or_snapshot_is_named_in_italian(alice: User) -> None:
+    sign_in(alice)
+    for path, italian in (
+        ("/webhooks/999999", "il webhook 999999 non esiste"),
+        ("/snapshots/999999", "l&#39;istantanea 999999 non esiste"),
+    ):
+        response = alice.client.get(path, headers=ITALIAN)
+        assert response.status_code == 404
+        assert f"<p>{italian}</p>" in response.text
 
 
 @pytest.mark.parametrize(

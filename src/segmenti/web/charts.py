@@ -5,8 +5,11 @@ served under a policy that allows no style sheet."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 from xml.sax.saxutils import escape
+
+from segmenti.web.i18n import N_, Language
 
 WIDTH, HEIGHT = 640, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 34
@@ -14,9 +17,17 @@ TOTAL_COLOUR = "#2458a6"
 ENTERED_COLOUR = "#2e7d32"
 EXITED_COLOUR = "#c62828"
 
+TITLE = N_("Contacts of the segment, last %(days)s days")
+EMPTY = N_("No history yet")
+TOTAL_LABEL = N_("contacts")
+ENTERED_LABEL = N_("entered")
+EXITED_LABEL = N_("exited")
 
-def history_svg(rows: Sequence[Mapping[str, Any]], *, title: str) -> str:
-    """The total as a line, with each day's entries (up) and exits (down) as bars."""
+
+def history_svg(rows: Sequence[Mapping[str, Any]], *, days: int, language: Language) -> str:
+    """The total as a line, with each day's entries (up) and exits (down) as bars; its
+    words, numbers and dates in `language`."""
+    title = language.gettext(TITLE) % {"days": language.number(days)}
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
@@ -27,7 +38,7 @@ def history_svg(rows: Sequence[Mapping[str, Any]], *, title: str) -> str:
     if not rows:
         parts.append(
             f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" fill="#666666">'
-            "No history yet</text></svg>"
+            f"{escape(language.gettext(EMPTY))}</text></svg>"
         )
         return "".join(parts)
     top = max(max(int(r["total_contacts"]) for r in rows), 1)
@@ -49,7 +60,7 @@ def history_svg(rows: Sequence[Mapping[str, Any]], *, title: str) -> str:
             f'<line x1="{LEFT}" y1="{level:.1f}" x2="{WIDTH - RIGHT}" y2="{level:.1f}" '
             'stroke="#dddddd"/>'
             f'<text x="{LEFT - 6}" y="{level + 4:.1f}" text-anchor="end" fill="#555555">'
-            f"{value:,}</text>"
+            f"{escape(language.number(value))}</text>"
         )
     base = TOP + plot_h
     for index, row in enumerate(rows):
@@ -78,13 +89,18 @@ def history_svg(rows: Sequence[Mapping[str, Any]], *, title: str) -> str:
         )
     first, last = rows[0]["date"], rows[-1]["date"]
     parts.append(
-        f'<text x="{LEFT}" y="{HEIGHT - 10}" fill="#555555">{escape(str(first))}</text>'
+        f'<text x="{LEFT}" y="{HEIGHT - 10}" fill="#555555">{escape(_day(language, first))}</text>'
         f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 10}" text-anchor="end" fill="#555555">'
-        f"{escape(str(last))}</text>"
+        f"{escape(_day(language, last))}</text>"
         f'<text x="{WIDTH / 2}" y="{HEIGHT - 10}" text-anchor="middle" fill="#555555">'
-        f'<tspan fill="{TOTAL_COLOUR}">— contacts</tspan>  '
-        f'<tspan fill="{ENTERED_COLOUR}">▮ entered</tspan>  '
-        f'<tspan fill="{EXITED_COLOUR}">▮ exited</tspan></text>'
+        f'<tspan fill="{TOTAL_COLOUR}">— {escape(language.gettext(TOTAL_LABEL))}</tspan>  '
+        f'<tspan fill="{ENTERED_COLOUR}">▮ {escape(language.gettext(ENTERED_LABEL))}</tspan>  '
+        f'<tspan fill="{EXITED_COLOUR}">▮ {escape(language.gettext(EXITED_LABEL))}</tspan></text>'
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _day(language: Language, value: date | str) -> str:
+    """A history row's date (a `date`, or its ISO text) in the language."""
+    return language.day(value if isinstance(value, date) else date.fromisoformat(str(value)))

@@ -17,7 +17,8 @@ from segmenti.segments import history, snapshots
 from segmenti.segments import service as segments_service
 from segmenti.settings import Settings
 from segmenti.web import charts, sessions
-from segmenti.web.pages import pager, redirect, render
+from segmenti.web.i18n import N_
+from segmenti.web.pages import page_language, pager, redirect, render
 from segmenti.webhooks import forms as webhook_forms
 from segmenti.webhooks import service as webhooks_service
 
@@ -134,6 +135,8 @@ def webhook_test(
         webhook_id=webhook_id,
         settings=_settings(request),
     )
+    # Flashed in English; web/messages.py's PATTERNS put the values into the page's
+    # language when it is shown.
     if result["ok"]:
         said = f"answered {result['status_code']} in {result['duration_ms']} ms"
     else:
@@ -171,7 +174,7 @@ def webhook_delete(
 ) -> Response:
     with database(request).write() as session:
         webhooks_service.delete_webhook(session, user_id=viewer.user_id, webhook_id=webhook_id)
-    sessions.flash(request, "Webhook deleted.")
+    sessions.flash(request, N_("Webhook deleted."))
     return redirect("/webhooks")
 
 
@@ -211,7 +214,7 @@ def snapshots_take(
         segment_id=segment_id,
         settings=_settings(request),
     )
-    sessions.flash(request, "Snapshot taken.")
+    sessions.flash(request, N_("Snapshot taken."))
     return redirect(f"/snapshots/{snapshot_id}")
 
 
@@ -245,7 +248,7 @@ def snapshot_delete(
             session, user_id=viewer.user_id, snapshot_id=snapshot_id
         )["segment_id"]
     snapshots.delete_snapshot(database(request), user_id=viewer.user_id, snapshot_id=snapshot_id)
-    sessions.flash(request, "Snapshot deleted.")
+    sessions.flash(request, N_("Snapshot deleted."))
     return redirect(f"/segments/{segment_id}/snapshots")
 
 
@@ -258,5 +261,14 @@ def history_chart(segment_id: ResourceId, request: Request, viewer: Viewer = sig
         rows = history.history(
             session, user_id=viewer.user_id, segment_id=segment_id, days=HISTORY_DAYS
         )
-    picture = charts.history_svg(rows, title=f"Contacts of the segment, last {HISTORY_DAYS} days")
-    return Response(picture, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    language = page_language(request)
+    picture = charts.history_svg(rows, days=HISTORY_DAYS, language=language)
+    return Response(
+        picture,
+        media_type="image/svg+xml",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Language": language.code,
+            "Vary": "Accept-Language, Cookie",
+        },
+    )

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -136,6 +136,10 @@ class Language:
         # The zone's abbreviation in the tz database (CET, CEST, UTC, EST): the same in
         # every language, where CLDR's names are long or missing for some.
         return f"{shown} {local.tzname()}"
+
+    def day(self, value: date) -> str:
+        """A calendar day (no time, no zone): `1 dic 2026`, `Dec 1, 2026`."""
+        return dates.format_date(value, "medium", locale=self.locale)
 
     # -- places -------------------------------------------------------------------
     def country(self, code: str | None) -> str:

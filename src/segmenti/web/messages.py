@@ -86,6 +86,20 @@ SENTENCES = (
     # An import's row reasons
     N_("has_opted_out: must be 1/0, true/false or yes/no"),
     N_("NUL characters are not allowed"),
+    # Webhooks (issue 15): the form, and why a URL is refused (webhooks/addresses.py)
+    N_("url is required"),
+    N_("the URL contains spaces or control characters"),
+    N_("the URL must start with http:// or https://"),
+    N_("the URL has no host"),
+    N_("the URL must not carry a user name or password"),
+    N_("an unspecified address"),
+    N_("a loopback address"),
+    N_("a link-local address"),
+    N_("a multicast address"),
+    N_("a private address"),
+    N_("a reserved address"),
+    N_("not a public address"),
+    N_("no answer"),
 )
 
 # Where an entry of a list of bad ones was (`line 3: ...` of an import's invalid rows).
@@ -222,6 +236,116 @@ PATTERNS = (
     _pattern(
         r"^the form body could not be read: (?P<why>.*)$",
         N_("the form body could not be read: %(why)s"),
+    ),
+    # Webhooks and snapshots (issue 15): their forms, services and deliverer.
+    _pattern(
+        rf"^{_FIELD} must be positive integers, got {_QUOTED}$",
+        N_("%(field)s must be positive integers, got %(value)s"),
+    ),
+    _pattern(
+        rf"^events must be among (?P<allowed>.*), got {_QUOTED}$",
+        N_("events must be among %(allowed)s, got %(value)s"),
+    ),
+    _pattern(
+        r"^events must list one of (?P<allowed>.*)$",
+        N_("events must list one of %(allowed)s"),
+    ),
+    _pattern(
+        r"^events is required: (?P<allowed>.*)$",
+        N_("events is required: %(allowed)s"),
+    ),
+    _pattern(
+        r"^segments_ids may name at most (?P<high>\d+) segments$",
+        N_("segments_ids may name at most %(high)s segments"),
+    ),
+    _pattern(
+        r"^segments_ids names segments that do not exist: (?P<ids>.*)$",
+        N_("segments_ids names segments that do not exist: %(ids)s"),
+    ),
+    _pattern(
+        rf"^{_FIELD} must be an event id \(an integer from 0 to (?P<high>\d+)\), got {_QUOTED}$",
+        N_("%(field)s must be an event id (an integer from 0 to %(high)s), got %(value)s"),
+    ),
+    _pattern(
+        rf"^segment_id must be a segment id, got {_QUOTED}$",
+        N_("segment_id must be a segment id, got %(value)s"),
+    ),
+    _pattern(
+        r"^a user may have at most (?P<high>\d+) webhooks$",
+        N_("a user may have at most %(high)s webhooks"),
+    ),
+    _pattern(
+        r"^a user may keep at most (?P<high>\d+) snapshots: delete one first$",
+        N_("a user may keep at most %(high)s snapshots: delete one first"),
+    ),
+    _pattern(
+        r"^webhook (?P<id>\d+) does not exist$",
+        N_("webhook %(id)s does not exist"),
+    ),
+    _pattern(
+        r"^snapshot (?P<id>\d+) does not exist$",
+        N_("snapshot %(id)s does not exist"),
+    ),
+    _pattern(
+        r"^url is refused: (?P<reason>.*)$",
+        N_("url is refused: %(reason)s"),
+    ),
+    _pattern(
+        r"^refused: (?P<reason>.*)$",
+        N_("refused: %(reason)s"),
+    ),
+    _pattern(
+        r"^the URL is longer than (?P<high>\d+) characters$",
+        N_("the URL is longer than %(high)s characters"),
+    ),
+    _pattern(
+        r"^the URL is not valid: (?P<why>.*)$",
+        N_("the URL is not valid: %(why)s"),
+    ),
+    _pattern(
+        rf"^the host {_QUOTED} could not be resolved$",
+        N_("the host %(value)s could not be resolved"),
+    ),
+    _pattern(
+        r"^the host (?P<value>'.*'|\".*\") resolves to (?P<address>\S+), (?P<reason>.*)$",
+        N_("the host %(value)s resolves to %(address)s, %(reason)s"),
+    ),
+    _pattern(
+        r"^(?P<reason>.+) \(inside an IPv6 address\)$",
+        N_("%(reason)s (inside an IPv6 address)"),
+    ),
+    _pattern(
+        r"^timed out after (?P<seconds>[\d.]+) s$",
+        N_("timed out after %(seconds)s s"),
+    ),
+    _pattern(
+        r"^the receiver answered 410 Gone on (?P<when>.*)$",
+        N_("the receiver answered 410 Gone on %(when)s"),
+    ),
+    _pattern(
+        r"^delivery (?P<id>\d+) failed (?P<count>\d+) times, the last on (?P<when>[^(]*) "
+        r"\((?P<reason>.*)\); retries exhausted$",
+        N_(
+            "delivery %(id)s failed %(count)s times, the last on %(when)s (%(reason)s); "
+            "retries exhausted"
+        ),
+    ),
+    _pattern(
+        r"^status (?P<status>\d+)$",
+        N_("status %(status)s"),
+    ),
+    # The dashboard's own flash messages with values (events_views.py).
+    _pattern(
+        r"^Test event sent; the receiver answered (?P<status>\d+) in (?P<ms>\d+) ms\.$",
+        N_("Test event sent; the receiver answered %(status)s in %(ms)s ms."),
+    ),
+    _pattern(
+        r"^Test event sent; the receiver failed: (?P<reason>.*)\.$",
+        N_("Test event sent; the receiver failed: %(reason)s."),
+    ),
+    _pattern(
+        r"^Events after (?P<id>\d+) will be sent again\.$",
+        N_("Events after %(id)s will be sent again."),
     ),
 )
 

@@ -79,7 +79,7 @@ def refusal(address: IPAddress) -> str | None:
     )
     for name, hit in checks:
         if hit:
-            return f"a {name} address"
+            return f"{'an' if name[0] in 'aeiou' else 'a'} {name} address"
     if not address.is_global:
         return "not a public address"
     return None
