@@ -51,6 +51,7 @@ ERROR_TITLES = (
     N_("Not found"),
     N_("Method not allowed"),
     N_("Conflict"),
+    N_("Cannot distribute"),
     N_("Idempotency key reused"),
     N_("Request timeout"),
     N_("Payload too large"),
