@@ -234,13 +234,26 @@ def distribute(connection: Connection) -> list[Step]:
     return steps
 
 
-def before_migrations(connection: Connection) -> None:
-    """On Citus, runs the migrations' transaction in sequential mode: one connection per
-    worker, so that DDL on a distributed table (run over a connection per shard in
-    parallel mode) followed by a new table with a foreign key to it, in the same
-    transaction, does not deadlock with itself."""
-    if _has_citus(connection):
-        connection.execute(text("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"))
+@contextmanager
+def migrations_mode(connection: Connection) -> Iterator[None]:
+    """On Citus, runs the migrations in sequential mode: one connection per worker, so
+    that DDL on a distributed table (run over a connection per shard in parallel mode)
+    followed by a new table with a foreign key to it, in the same transaction, does not
+    deadlock with itself. A session setting, not a transaction's: a migration may commit
+    early (to build an index CONCURRENTLY) and the next transaction keeps the mode. The
+    connection is committed before (Alembic begins its own transaction) and the setting
+    reset after, so the pooled connection goes back as it was."""
+    citus = _has_citus(connection)
+    if citus:
+        connection.execute(text("SET citus.multi_shard_modify_mode TO 'sequential'"))
+    connection.commit()
+    try:
+        yield
+    finally:
+        if citus:
+            connection.rollback()
+            connection.execute(text("RESET citus.multi_shard_modify_mode"))
+            connection.commit()
 
 
 def _has_citus(connection: Connection) -> bool:

@@ -43,11 +43,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     # commit early to build an index CONCURRENTLY (0010_contact_search).
     with engine.connect() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
-        distribution.before_migrations(connection)
-        command.upgrade(config, revision)
-        # On Citus, a table the migrations just added is distributed like the others.
-        distribution.after_migrations(connection)
-        connection.commit()
+        with distribution.migrations_mode(connection):
+            command.upgrade(config, revision)
+            # On Citus, a table the migrations just added is distributed like the others.
+            distribution.after_migrations(connection)
+            connection.commit()
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -55,9 +55,9 @@ def downgrade(engine: Engine, revision: str) -> None:
     config = _config()
     with engine.connect() as connection, across_tenants("migrations rewrite every tenant's rows"):
         config.attributes["connection"] = connection
-        distribution.before_migrations(connection)
-        command.downgrade(config, revision)
-        connection.commit()
+        with distribution.migrations_mode(connection):
+            command.downgrade(config, revision)
+            connection.commit()
 
 
 def is_current(engine: Engine) -> bool:
