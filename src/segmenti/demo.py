@@ -31,7 +31,6 @@ from itertools import accumulate
 from typing import Any, Final
 
 from segmenti import phones
-from segmenti.membership import conditions
 
 PARAMETER_KEYS: Final = (
     "plan",
@@ -342,8 +341,8 @@ class Persona:
     language: str | None = None
 
 
-# The first contacts of every demo, so each catalogue segment (those waiting for nested
-# filters too) has members however few contacts are asked for; never opted out.
+# The first contacts of every demo, so each catalogue segment has members however few
+# contacts are asked for; never opted out.
 CAST: Final = (
     Persona("IT", "Milano", "pro", 820.0, 400, 3, "shop:milano-duomo"),
     Persona("IT", "Roma", "free", 0.0, 45, None, "web:newsletter"),
@@ -500,29 +499,18 @@ def contacts(count: int, *, seed: int = 1, today: date) -> Iterator[DemoContact]
 
 # -- segments ---------------------------------------------------------------------------
 
-# The conditions of nested filters (issue 14), which arrive with the `filter` tree.
-TREE_CONDITIONS: Final = frozenset(
-    {"in", "not_in", "exists", "not_exists", "date_after", "date_before"}
-)
-
-
-def trees_available() -> bool:
-    """Whether this version takes `filter` trees: they come with their conditions."""
-    return set(conditions.NAMES) >= TREE_CONDITIONS
-
 
 @dataclass(frozen=True, eq=False)
 class DemoSegment:
     """One segment of the catalogue, as API parameters in JSON form. A bulk or custom
     segment names the contacts it takes (`picks`); the CLI fills in their numbers or ids
-    once it has seen them. A tree (`needs_trees`) is made only where trees exist."""
+    once it has seen them."""
 
     name: str
     type: str
     params: dict[str, Any] = field(default_factory=dict)
     picks: Callable[[DemoContact], bool] | None = None
     limit: int = 0
-    needs_trees: bool = False
 
     def api_params(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, **self.params}
@@ -547,7 +535,7 @@ def _flat(
 
 
 def _tree(name: str, tree: Mapping[str, Any]) -> DemoSegment:
-    return DemoSegment(name, "filter", {"filter": dict(tree)}, needs_trees=True)
+    return DemoSegment(name, "filter", {"filter": dict(tree)})
 
 
 def _leaf(key: str, condition: str, value: Any = None) -> dict[str, Any]:
@@ -609,7 +597,8 @@ CATALOGUE: Final = (
     _flat("Clienti in Oceania", continents=("OC",)),
     DemoSegment("Lista test interna", "custom", picks=_is_staff_pick, limit=5),
     DemoSegment("Fiera Milano: contatti dallo stand", "bulk", picks=_met_at_the_fair, limit=400),
-    # Nested filters and relative dates (issue 14): made where this version has them.
+    # Nested filters (docs/filter-trees.md): groups, value lists, presence and dates
+    # relative to the day the segment is read, never a calendar date.
     _tree("Inactive for 90 days", _leaf("last_purchase_date", "date_before", "-90d")),
     _tree("Nuovi iscritti: ultimi 30 giorni", _leaf("signup_date", "date_after", "-30d")),
     _tree("Acquisto negli ultimi 7 giorni", _leaf("last_purchase_date", "date_after", "-7d")),
@@ -617,6 +606,22 @@ CATALOGUE: Final = (
     _tree("Gold e Platinum", _leaf("loyalty_tier", "in", ["gold", "platinum"])),
     _tree("Fuori dall'Italia", {"not": {"country": ["IT"]}}),
     _tree("Profilo senza città", _leaf("city", "not_exists")),
+    _tree(
+        "Clienti fedeli fuori Milano",
+        {
+            "all": [
+                _leaf("loyalty_tier", "in", ["gold", "platinum"]),
+                {"country": ["IT"]},
+                {"not": _leaf("city", "exact", "Milano")},
+            ]
+        },
+    ),
+    # `not_in` also takes contacts without the key: `exists` keeps those whose language
+    # is unknown out of a translation's audience.
+    _tree(
+        "Da tradurre: lingua né italiano né inglese",
+        {"all": [_leaf("language", "exists"), _leaf("language", "not_in", ["it", "en"])]},
+    ),
     _tree(
         "Win-back: Gold e Platinum fermi da 60 giorni",
         {
@@ -641,18 +646,6 @@ CATALOGUE: Final = (
         },
     ),
 )  # fmt: skip
-
-
-def catalogue(*, with_trees: bool | None = None) -> tuple[DemoSegment, ...]:
-    """The segments this version can make (`with_trees` overrides the check)."""
-    trees = trees_available() if with_trees is None else with_trees
-    return tuple(segment for segment in CATALOGUE if trees or not segment.needs_trees)
-
-
-def waiting() -> tuple[DemoSegment, ...]:
-    """The catalogue's segments this version cannot make yet."""
-    trees = trees_available()
-    return tuple(segment for segment in CATALOGUE if segment.needs_trees and not trees)
 
 
 class Picker:

@@ -139,7 +139,7 @@ def test_demo_makes_a_user_with_contacts_and_exact_segments(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     made = json.loads(result.stdout)
-    assert (made["contacts"], made["segments"]) == (400, len(demo.catalogue()))
+    assert (made["contacts"], made["segments"]) == (400, len(demo.CATALOGUE))
     assert made["api_key"].startswith("sgk_")
     assert stale_counts(db, made["user_id"]) == {}
     exported = runner.invoke(app, ["contacts", "export", "--user", str(made["user_id"])], env=env)
@@ -199,7 +199,7 @@ def test_killing_the_import_leaves_whole_batches_and_exact_counts(
         assert not by_reader
     expected = {c.phone.e164: len(c.custom_parameters) for c in generated}
     # Segments present, so every batch also adjusts counts.
-    segment_params = [s.api_params() for s in demo.catalogue() if s.type == "filter"]
+    segment_params = [s.api_params() for s in demo.CATALOGUE if s.type == "filter"]
     with db.write() as session:
         for params in segment_params:
             create_segment(session, user_id=user_id, data=segment_input(Params.from_json(params),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import nullcontext
+from datetime import date, datetime, time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +17,7 @@ from segmenti import demo, timeutil
 from segmenti.cli import app
 from segmenti.db.engine import Database
 from tests.counting import stale_counts
+from tests.unit.test_demo import expected_totals
 
 runner = CliRunner()
 TODAY = "2026-12-01"
@@ -41,22 +44,43 @@ def _segments(client: TestClient, api_key: str) -> list[dict]:
     return answer.json()["data"]
 
 
-@pytest.mark.parametrize("count", [len(demo.CAST), 10_000], ids=["the-cast-alone", "default"])
-def test_every_demo_segment_has_members_and_an_operators_name(
-    env: dict[str, str], db: Database, client: TestClient, count: int
+# The clock's day (None) or another: relative dates count from the day a segment is read,
+# and the demo's data from its run date, so at another date, with the clock moved there,
+# the same segments must have members (no calendar date hides in the data or the cast).
+ANOTHER_DAY = date(2031, 2, 28)
+
+
+@pytest.mark.parametrize(
+    ("count", "run_date"),
+    [(len(demo.CAST), None), (10_000, None), (len(demo.CAST), ANOTHER_DAY), (10_000, ANOTHER_DAY)],
+    ids=["the-cast-alone", "default", "the-cast-alone-another-day", "default-another-day"],
+)
+def test_every_demo_segment_has_the_members_the_generator_says(
+    env: dict[str, str], db: Database, client: TestClient, count: int, run_date: date | None
 ) -> None:
-    # Today's date, not a fixed one: segments with dates relative to today (nested filters)
-    # count from the real today, and must have members whatever day the test runs.
-    made = _demo(env, "--contacts", str(count))
+    clock = (
+        timeutil.clock_at(lambda: datetime.combine(run_date, time(9, 30)))
+        if run_date is not None
+        else nullcontext()
+    )
+    with clock:
+        args = ["--contacts", str(count)]
+        if run_date is not None:
+            args += ["--today", run_date.isoformat()]
+        made = _demo(env, *args)
+        segments = _segments(client, made["api_key"])
+        today = timeutil.today()
+        # Members listed, maintained and recounted on the same day as the totals.
+        stale = stale_counts(db, made["user_id"])
     assert made["contacts"] == count
-    assert made["today"] == timeutil.utcnow().date().isoformat()
-    assert made["waiting_for_nested_filters"] == [s.name for s in demo.waiting()]
-    segments = _segments(client, made["api_key"])
-    assert [s["name"] for s in segments] == [s.name for s in demo.catalogue()]
+    assert made["today"] == today.isoformat()
+    assert [s["name"] for s in segments] == [s.name for s in demo.CATALOGUE]
     assert made["segments"] == len(segments)
-    empty = [s["name"] for s in segments if s["total_contacts"] == 0]
-    assert empty == []
-    assert stale_counts(db, made["user_id"]) == {}
+    totals = {s["name"]: s["total_contacts"] for s in segments}
+    generated = list(demo.contacts(count, seed=1, today=today))
+    assert totals == expected_totals(generated, today)
+    assert [name for name, total in totals.items() if total == 0] == []
+    assert stale == {}
     by_name = {s["name"]: s for s in segments}
     event_list = by_name["Fiera Milano: contatti dallo stand"]
     assert event_list["type"] == "bulk"
@@ -66,6 +90,8 @@ def test_every_demo_segment_has_members_and_an_operators_name(
     )
     test_list = by_name["Lista test interna"]
     assert (test_list["type"], test_list["total_contacts"]) == ("custom", 5)
+    trees = [s for s in segments if "filter" in s["settings"]]
+    assert len(trees) == sum("filter" in s.params for s in demo.CATALOGUE)
 
 
 def test_the_default_size_is_ten_thousand_with_a_few_percent_opted_out(

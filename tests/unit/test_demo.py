@@ -11,7 +11,7 @@ import pytest
 from segmenti import demo, phones
 from segmenti.forms import Params
 from segmenti.membership import filters
-from segmenti.membership.conditions import NAMES
+from segmenti.membership.conditions import NAMES, TREE_NAMES
 from segmenti.segments.forms import segment_input
 from segmenti.settings import Settings
 
@@ -110,16 +110,18 @@ def test_parameters_are_a_shops_and_dates_are_consistent() -> None:
     assert 0.02 < opted_out < 0.06
 
 
-def _flat_segments() -> list[demo.DemoSegment]:
-    return [s for s in demo.catalogue(with_trees=False) if s.type == "filter"]
+def _filter(segment: demo.DemoSegment) -> filters.Filter:
+    spec = segment_input(Params.from_json(segment.api_params()), Settings()).filter
+    assert spec is not None, segment.name
+    return spec
 
 
-@pytest.mark.parametrize("count", [len(demo.CAST), 100, 10_000])
-@pytest.mark.parametrize("seed", [1, 7])
-def test_every_segment_of_the_catalogue_has_members_at_any_size(count: int, seed: int) -> None:
-    generated = list(demo.contacts(count, seed=seed, today=TODAY))
-    states = [
-        filters.ContactState(
+def expected_totals(generated: list[demo.DemoContact], today: date) -> dict[str, int]:
+    """Each catalogue segment's count of contacts not opted out, by the filters' own
+    Python evaluation (the one explain uses) with relative dates counted from `today`,
+    and for the lists from the contacts the picker took."""
+    states = {
+        c.phone.e164: filters.ContactState(
             c.phone.country_code,
             c.phone.continent_code,
             c.has_opted_out,
@@ -127,104 +129,85 @@ def test_every_segment_of_the_catalogue_has_members_at_any_size(count: int, seed
         )
         for c in generated
         if not c.has_opted_out
-    ]
-    for segment in _flat_segments():
-        spec = segment_input(Params.from_json(segment.api_params()), Settings()).filter
-        assert spec is not None
-        holds = filters.to_python(spec)
-        assert any(holds(state) for state in states), segment.name
+    }
+    picker = demo.Picker(demo.CATALOGUE)
+    for contact in generated:
+        picker.see(contact)
+    totals: dict[str, int] = {}
+    for segment in demo.CATALOGUE:
+        if segment.picks is not None:
+            totals[segment.name] = sum(n in states for n in picker.numbers[segment.name])
+        else:
+            holds = filters.to_python(_filter(segment).on(today))
+            totals[segment.name] = sum(map(holds, states.values()))
+    return totals
+
+
+@pytest.mark.parametrize("count", [len(demo.CAST), 100, 10_000])
+@pytest.mark.parametrize("seed", [1, 7])
+@pytest.mark.parametrize("today", [TODAY, date(2031, 2, 28)], ids=str)
+def test_every_segment_of_the_catalogue_has_members_at_any_size(
+    count: int, seed: int, today: date
+) -> None:
+    generated = list(demo.contacts(count, seed=seed, today=today))
+    empty = [name for name, total in expected_totals(generated, today).items() if total == 0]
+    assert empty == []
     picker = demo.Picker(demo.CATALOGUE)
     for contact in generated:
         picker.see(contact)
     for segment in demo.CATALOGUE:
         if segment.picks is not None:
-            assert 0 < len(picker.numbers[segment.name]) <= segment.limit, segment.name
+            assert len(picker.numbers[segment.name]) <= segment.limit, segment.name
 
 
 def test_segment_names_read_like_an_operators() -> None:
     names = [segment.name for segment in demo.CATALOGUE]
     assert len(set(names)) == len(names)
-    raw = re.compile("|".join(re.escape(name) for name in NAMES) + r"|#\s*\d")
+    # Every condition's name but `in`, a word of both languages ("Clienti in Lombardia").
+    words = [name for name in TREE_NAMES if name != "in"]
+    raw = re.compile("|".join(rf"\b{re.escape(name)}\b" for name in words) + r"|#\s*\d")
     for name in names:
         assert not raw.search(name), name
         assert 0 < len(name) <= 256
 
 
-def test_segments_are_valid_api_input_and_use_every_reference_condition() -> None:
-    used = set()
-    for segment in demo.catalogue(with_trees=False):
+def test_segments_are_valid_api_input_and_use_the_whole_filter_language() -> None:
+    flat_conditions: set[str] = set()
+    tree_conditions: set[str] = set()
+    groups: set[str] = set()
+    for segment in demo.CATALOGUE:
         params = segment.api_params()
         if segment.type == "bulk":
             params["phone_numbers"] = ["+442079460001"]
         elif segment.type == "custom":
             continue  # its contacts_ids are known only once its contacts are stored
         data = segment_input(Params.from_json(params), Settings())
-        if data.filter is not None:
-            used.update(condition.condition for condition in data.filter.conditions)
-    assert used == set(NAMES)
-    assert {segment.type for segment in demo.catalogue()} == {"bulk", "custom", "filter"}
+        if data.filter is None:
+            continue
+        if data.filter.tree is None:
+            flat_conditions.update(condition.condition for condition in data.filter.conditions)
+            continue
+        for leaf in filters.leaves(data.filter.tree):
+            if isinstance(leaf, filters.Condition):
+                tree_conditions.add(leaf.condition)
+        groups.update(_groups(segment.params["filter"]))
+    assert flat_conditions == set(NAMES)
+    assert flat_conditions | tree_conditions == set(TREE_NAMES)
+    assert groups == {"all", "any", "not"}
+    assert {segment.type for segment in demo.CATALOGUE} == {"bulk", "custom", "filter"}
 
 
-def _leaf_conditions(node: dict) -> set[str]:
-    if "all" in node or "any" in node:
-        return set().union(*(_leaf_conditions(child) for child in node.get("all", node.get("any"))))
-    if "not" in node:
-        return _leaf_conditions(node["not"])
-    return {node["condition"]} if "condition" in node else set()
+def _groups(node: dict) -> set[str]:
+    found = {group for group in ("all", "any", "not") if group in node}
+    children = node.get("all") or node.get("any") or ([node["not"]] if "not" in node else [])
+    return found.union(*(_groups(child) for child in children))
 
 
-def test_segments_waiting_for_nested_filters_are_trees_made_only_where_trees_exist() -> None:
-    trees = [segment for segment in demo.CATALOGUE if segment.needs_trees]
-    assert trees
-    for segment in trees:
-        assert set(segment.params) == {"filter"}
-        assert _leaf_conditions(segment.params["filter"]) <= set(NAMES) | demo.TREE_CONDITIONS
-    if demo.trees_available():
-        assert demo.waiting() == ()
-        assert set(map(id, trees)) <= set(map(id, demo.catalogue()))
-    else:
-        assert [s.name for s in demo.waiting()] == [s.name for s in trees]
-        assert not any(segment.needs_trees for segment in demo.catalogue())
-    # Relative dates only: a date written out would empty the segment with time.
-    for segment in trees:
-        assert not re.search(r"\d{4}-\d{2}-\d{2}", str(segment.params))
-
-
-def _holds(node: dict, contact: demo.DemoContact, today: date) -> bool:
-    """Issue 14's meaning of a tree, written out for the catalogue's own trees (the real
-    evaluator arrives with nested filters; until then this checks the cast covers them)."""
-    if "all" in node:
-        return all(_holds(child, contact, today) for child in node["all"])
-    if "any" in node:
-        return any(_holds(child, contact, today) for child in node["any"])
-    if "not" in node:
-        return not _holds(node["not"], contact, today)
-    if "country" in node:
-        return contact.phone.country_code in node["country"]
-    value = contact.custom_parameters.get(node["key"])
-    condition = node["condition"]
-    if condition == "not_exists":
-        return value is None
-    if value is None:
-        return False
-    if condition == "exact":
-        return value.casefold() == node["value"].casefold()
-    if condition == "in":
-        return value.casefold() in {v.casefold() for v in node["value"]}
-    if condition == "bigger_than":
-        return float(value) > float(node["value"])
-    days = int(node["value"].removesuffix("d"))
-    bound = today + timedelta(days=days)
-    if condition == "date_before":
-        return date.fromisoformat(value[:10]) < bound
-    assert condition == "date_after", condition
-    return date.fromisoformat(value[:10]) > bound
-
-
-@pytest.mark.parametrize("count", [len(demo.CAST), 10_000])
-def test_the_segments_waiting_for_nested_filters_will_have_members(count: int) -> None:
-    people = [c for c in demo.contacts(count, seed=1, today=TODAY) if not c.has_opted_out]
+def test_tree_segments_count_dates_from_today_never_from_a_calendar_date() -> None:
+    # A date written out would empty "Inactive for 90 days" with time.
+    dated = [
+        segment for segment in demo.CATALOGUE if segment.type == "filter" and _filter(segment).dated
+    ]
+    assert len(dated) >= 3
     for segment in demo.CATALOGUE:
-        if segment.needs_trees:
-            tree = segment.params["filter"]
-            assert any(_holds(tree, contact, TODAY) for contact in people), segment.name
+        assert not re.search(r"\d{4}-\d{2}-\d{2}", str(segment.params)), segment.name

@@ -77,7 +77,7 @@ def test_the_dashboard_tour_on_the_demo(
     from playwright.sync_api import expect, sync_playwright
 
     base, api_key = demo_server
-    catalogue = [segment.name for segment in demo.catalogue()]
+    catalogue = [segment.name for segment in demo.CATALOGUE]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:

@@ -53,7 +53,7 @@ def demo(
 ) -> None:
     """Creates a user with the demo's contacts and segments, and prints its API key."""
     run_date = _run_date(today)
-    catalogue = generator.catalogue()
+    catalogue = generator.CATALOGUE
     db = database()
     started = time.perf_counter()
     picker = generator.Picker(catalogue)
@@ -98,7 +98,6 @@ def demo(
     finally:
         db.dispose()
     elapsed = time.perf_counter() - started
-    waiting = [segment.name for segment in generator.waiting()]
     if as_json:
         typer.echo(
             json.dumps(
@@ -107,7 +106,6 @@ def demo(
                     "api_key": api_key,
                     "contacts": report.created,
                     "segments": made,
-                    "waiting_for_nested_filters": waiting,
                     "today": run_date.isoformat(),
                     "seconds": round(elapsed, 3),
                 }
@@ -120,11 +118,6 @@ def demo(
         f"api_key: [bold]{api_key}[/bold]  (shown once)\n"
         f'  export SEGMENTI_API_KEY="{api_key}"'
     )
-    if waiting:
-        console.print(
-            f"{len(waiting)} more segments need nested filters, which this version lacks: "
-            + ", ".join(waiting)
-        )
 
 
 def _create(
