@@ -243,7 +243,7 @@ def migrations_mode(connection: Connection) -> Iterator[None]:
     early (to build an index CONCURRENTLY) and the next transaction keeps the mode. The
     connection is committed before (Alembic begins its own transaction) and the setting
     reset after, so the pooled connection goes back as it was."""
-    citus = _has_citus(connection)
+    citus = has_citus(connection)
     if citus:
         connection.execute(text("SET citus.multi_shard_modify_mode TO 'sequential'"))
     connection.commit()
@@ -256,7 +256,8 @@ def migrations_mode(connection: Connection) -> Iterator[None]:
             connection.commit()
 
 
-def _has_citus(connection: Connection) -> bool:
+def has_citus(connection: Connection) -> bool:
+    """Whether the database is a Citus one (the extension is installed)."""
     if connection.dialect.name != "postgresql":
         return False
     query = text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
@@ -268,7 +269,7 @@ def after_migrations(connection: Connection) -> None:
     so that an upgrade cannot leave a new tenant table on the coordinator alone. Does
     nothing anywhere else (SQLite, plain PostgreSQL, a Citus database not distributed
     yet: that is `segmenti db distribute`'s decision)."""
-    if not _has_citus(connection):
+    if not has_citus(connection):
         return
     anchor = text("SELECT EXISTS (SELECT 1 FROM citus_tables WHERE table_name::text = :name)")
     if connection.execute(anchor, {"name": ANCHOR}).scalar():

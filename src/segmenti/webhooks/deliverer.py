@@ -39,6 +39,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, aliased
 
 from segmenti import errors
+from segmenti.db import distribution
 from segmenti.db.engine import Database
 from segmenti.db.tables import (
     events,
@@ -83,6 +84,7 @@ class Deliverer:
         self.settings = settings
         self.delays = settings.retry_delays()
         self._last_purge = 0.0
+        self._row_locks: bool | None = None
 
     # -- one pass -------------------------------------------------------------------
 
@@ -232,7 +234,7 @@ class Deliverer:
         claimed: list[Claimed] = []
         lease = now + timedelta(seconds=self.settings.deliverer_lease_seconds)
         with self.db.write() as session, across_tenants("the deliverer serves every user"):
-            if session.get_bind().dialect.name == "postgresql":
+            if self._skips_locked(session):
                 due = due.with_for_update(of=d, skip_locked=True)
             for row in session.execute(due).all():
                 if (row.user_id, row.webhook_id) in busy or len(claimed) >= limit:
@@ -255,6 +257,17 @@ class Deliverer:
                 if taken:
                     claimed.append(Claimed(row.user_id, row.webhook_id, row.id, row.attempts))
         return claimed
+
+    def _skips_locked(self, session: Session) -> bool:
+        """PostgreSQL skips deliveries another deliverer holds (SKIP LOCKED). Not on
+        Citus, which refuses FOR UPDATE on a read across shards, nor on SQLite: there
+        the conditional UPDATE of the lease alone keeps two deliverers apart."""
+        if self._row_locks is None:
+            connection = session.connection()
+            self._row_locks = connection.dialect.name == "postgresql" and not (
+                distribution.has_citus(connection)
+            )
+        return self._row_locks
 
     # -- sending --------------------------------------------------------------------
 
