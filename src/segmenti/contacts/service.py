@@ -255,7 +255,9 @@ def delete_contact(session: Session, *, user_id: int, contact_id: int, erase: bo
         version=version,
         written=counts.ContactChanges([counts.Change(contact_id, state_of(before), None)]),
     )
-    # contact_parameters and segment_members rows go with it (ON DELETE CASCADE).
+    # Its contact_parameters rows go with it (the foreign key's cascade on SQLite, a
+    # statement trigger on PostgreSQL: db/parameter_cascade.py), and its
+    # segment_members rows (ON DELETE CASCADE).
     session.execute(Tenant(user_id).delete(contacts).where(contacts.c.id == contact_id))
     if erase:
         tenant = Tenant(user_id)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import URL, Connection, create_engine, text
 
 from segmenti import errors
+from segmenti.db import parameter_cascade
 from segmenti.db.tables import metadata
 from segmenti.db.tenant import across_tenants
 
@@ -219,6 +220,11 @@ def distribute(connection: Connection) -> list[Step]:
                 connection.execute(
                     text(f'ALTER TABLE "{step.table}" DROP CONSTRAINT IF EXISTS "{constraint}"')
                 )
+        if to_place and connection.execute(text(parameter_cascade.HAS_TRIGGER)).scalar():
+            # Migrated as plain PostgreSQL: Citus refuses the trigger on a distributed
+            # table and checks the co-located foreign key inside a shard.
+            for statement in parameter_cascade.TO_FOREIGN_KEY:
+                connection.execute(text(statement))
         with_rows = [
             step.table
             for step in to_place

@@ -171,12 +171,15 @@ contact_parameters = Table(
     Column("value_number", Float, nullable=True),
     # Serves rewriting one contact's parameters, and the cascade when it is deleted.
     PrimaryKeyConstraint("user_id", "contact_id", "key", name="pk_contact_parameters"),
+    # SQLite only: on PostgreSQL a statement-level trigger does the cascade, because
+    # checking this key per row inserted was the largest cost of an import (Citus keeps
+    # it: db/parameter_cascade.py).
     ForeignKeyConstraint(
         ["user_id", "contact_id"],
         ["contacts.user_id", "contacts.id"],
         ondelete="CASCADE",
         name="fk_contact_parameters_user_id_contacts",
-    ),
+    ).ddl_if(dialect="sqlite"),
     # Serve string conditions (exact, starts_with: range scans) and numeric ones
     # (bigger_than, lower_than). contact_id makes them covering: a count walks the index
     # alone, never the table (docs/counts.md). contains and ends_with read the user's
