@@ -154,6 +154,8 @@ def import_contacts(
         with contextlib.ExitStack() as stack:
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="segmenti-import-"))
             stack.enter_context(db.background_checkpoints())
+            # Analyzed between batches when far off, vacuumed at the end (statistics.py).
+            stack.enter_context(db.statistics.importing())
             directory = Path(scratch)
             if open_batches is not None:
                 batches = iter(open_batches(directory, batch_size))

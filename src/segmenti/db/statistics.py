@@ -25,6 +25,17 @@ tables that changed by a large share. The gates, cheapest first:
     then `ANALYZE <table>` under `PRAGMA analysis_limit` (a few hundred rows sampled
     per index: milliseconds), in a write transaction of its own.
 A failed analyze is logged, never raised: the write it follows is committed.
+
+An import (`Statistics.importing`, contacts/importer.py) commits a batch at a time, and
+at SHARE a table growing batch by batch was analyzed after nearly every batch (11 of 12
+batches of a 100,000-row file, 13% of its time on PostgreSQL). While it runs, a table is
+analyzed only when it has never been, or has grown past IMPORT_SHARE of its rows as
+last analyzed (so every statement of the import, and every request beside it, is still
+planned on statistics, at most a factor two off); when it ends, having written at least
+MIN_ROWS rows, PostgreSQL's touched tables get `VACUUM (ANALYZE)`, outside any
+transaction: exact statistics, and the visibility map that lets counts and look-ups
+answer from the indexes alone (index-only scans) instead of visiting every new heap
+page. SQLite has no visibility map: its import ends with the usual rule.
 """
 
 from __future__ import annotations
@@ -32,10 +43,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, TextClause, bindparam, event, text
@@ -49,10 +62,24 @@ WATCHED = ("contacts", "contact_parameters", "segment_members")
 MIN_ROWS = 1_000
 # Share of a table's rows (as last analyzed) that a write must change to analyze it.
 SHARE = 0.2
+# During an import: the share past which a table is analyzed between its batches.
+IMPORT_SHARE = 1.0
 # SQLite: rows sampled per index (PRAGMA analysis_limit; 0 would read them all).
 SQLITE_ANALYSIS_LIMIT = 1_000
 
 _written: ContextVar[Counter[str] | None] = ContextVar("segmenti_rows_written", default=None)
+
+
+@dataclass
+class _Import:
+    """The rows an import in progress has committed, per watched table: in all, and
+    since the table was last analyzed."""
+
+    total: Counter[str] = field(default_factory=Counter)
+    pending: Counter[str] = field(default_factory=Counter)
+
+
+_imported: ContextVar[_Import | None] = ContextVar("segmenti_import", default=None)
 # A DML statement sent as raw SQL (exec_driver_sql: BulkWriter on SQLite), and its table.
 _RAW_WRITE = re.compile(
     r"\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s+\"?(\w+)",
@@ -99,7 +126,9 @@ def _written_table(context: Any, statement: str) -> str | None:
     return None
 
 
-def stale_tables(written: Mapping[str, int], known: Mapping[str, tuple[float, int]]) -> list[str]:
+def stale_tables(
+    written: Mapping[str, int], known: Mapping[str, tuple[float, int]], *, share: float = SHARE
+) -> list[str]:
     """The watched tables to analyze: `written` rows per table by the transaction,
     `known` (rows as last analyzed, < 0 for never; changes counted since) per table."""
     stale = []
@@ -108,7 +137,7 @@ def stale_tables(written: Mapping[str, int], known: Mapping[str, tuple[float, in
         if rows < MIN_ROWS:
             continue
         analyzed, changed_since = known.get(table, (-1.0, 0))
-        if max(rows, changed_since) > SHARE * max(analyzed, 0.0):
+        if max(rows, changed_since) > share * max(analyzed, 0.0):
             stale.append(table)
     return stale
 
@@ -126,16 +155,66 @@ class Statistics:
     def after_commit(self, written: Mapping[str, int]) -> list[str]:
         """Analyzes the watched tables that `written` (rows per table, committed) made
         stale; returns them. Never raises."""
+        imported = _imported.get()
+        share = SHARE
+        if imported is not None:
+            # An import's batches: the rows since each table was last analyzed count.
+            imported.total.update(written)
+            imported.pending.update(written)
+            written, share = imported.pending, IMPORT_SHARE
         if not any(rows >= MIN_ROWS for rows in written.values()):
             return []
         try:
-            stale = stale_tables(written, self._known([t for t in WATCHED if t in written]))
+            known = self._known([t for t in WATCHED if t in written])
+            stale = stale_tables(written, known, share=share)
             if stale:
                 self._analyze(stale)
+                if imported is not None:
+                    for table in stale:
+                        del imported.pending[table]
             return stale
         except Exception as exc:  # noqa: BLE001 - the write is committed; plans can wait
             log.warning("analyzing %s after a write failed: %s", sorted(written), exc)
             return []
+
+    @contextmanager
+    def importing(self) -> Iterator[None]:
+        """An import's batches: analyzed between them at IMPORT_SHARE, and, on
+        PostgreSQL, its tables vacuumed and analyzed once it ends (module doc), even
+        when it stops part-way (the committed batches are there)."""
+        imported = _Import()
+        token = _imported.set(imported)
+        try:
+            yield
+        finally:
+            _imported.reset(token)
+            self._after_import(imported)
+
+    def _after_import(self, imported: _Import) -> list[str]:
+        """PostgreSQL: `VACUUM (ANALYZE)` of the watched tables the import wrote at least
+        MIN_ROWS rows to; SQLite: the usual rule for the rows written since each table
+        was last analyzed. Returns the tables. Never raises."""
+        if self.is_sqlite:
+            return self.after_commit(imported.pending)
+        tables = [table for table in WATCHED if imported.total[table] >= MIN_ROWS]
+        if not tables:
+            return []
+        preparer = self.engine.dialect.identifier_preparer
+        names = ", ".join(preparer.quote(table) for table in tables)
+        try:
+            # VACUUM cannot run inside a transaction block. A table at a time, each once
+            # the WAL is flushed: in one command, the later tables' pages were left
+            # out of the visibility map on a cluster with asynchronous commits.
+            with self.engine.connect() as connection:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                for table in tables:
+                    _wait_for_wal_flush(connection)
+                    connection.exec_driver_sql(f"VACUUM (ANALYZE) {preparer.quote(table)}")
+        except Exception as exc:  # noqa: BLE001 - the import is committed
+            log.warning("vacuuming %s after an import failed: %s", names, exc)
+            return []
+        log.info("vacuumed and analyzed %s after an import", names)
+        return tables
 
     def _known(self, tables: list[str]) -> dict[str, tuple[float, int]]:
         if self.is_sqlite:
@@ -180,6 +259,21 @@ class Statistics:
             with self.engine.begin() as connection:
                 connection.exec_driver_sql(f"ANALYZE {names}")
         log.info("analyzed %s after a large write", names)
+
+
+def _wait_for_wal_flush(connection: Any, *, timeout: float = 2.0) -> None:
+    """Until the server has flushed the WAL written so far (at most `timeout` seconds).
+    VACUUM marks a page all-visible only once its rows' inserts are known committed on
+    disk: after a commit with `synchronous_commit = off` (development clusters; the
+    WAL writer flushes within `wal_writer_delay`), a VACUUM run at once sets no bit of
+    the visibility map at all. With synchronous commits the WAL is flushed already."""
+    written = connection.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar()
+    flushed = text("SELECT pg_current_wal_flush_lsn() >= CAST(:lsn AS pg_lsn)")
+    deadline = time.monotonic() + timeout
+    while not connection.execute(flushed, {"lsn": written}).scalar():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 # Citus: the coordinator's copy of a distributed table stays empty, and ANALYZE of it
