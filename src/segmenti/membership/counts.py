@@ -759,6 +759,9 @@ def _history(
     if not touched:
         return
     day = utcnow().date()
+    if session.get_bind().dialect.name == "postgresql":
+        _history_together(session, user_id=user_id, moved=moved, touched=touched, day=day)
+        return
     session.execute(
         _HISTORY_UPSERT[session.get_bind().dialect.name],
         [
@@ -771,6 +774,55 @@ def _history(
             }
             for s in sorted(touched)
         ],
+    )
+
+
+def _history_together(
+    session: Session,
+    *,
+    user_id: int,
+    moved: Mapping[int, int],
+    touched: Collection[int],
+    day: date,
+) -> None:
+    """PostgreSQL: `_history`'s upserts as one statement, the segments' ids and moves
+    given as arrays. An executemany is a statement per segment for the server to run
+    (a contact in 200 filter segments paid 200 of them); here it joins them once."""
+    ids = sorted(touched)
+    given = select(
+        func.unnest(literal(ids, ARRAY(Integer))).label("id"),
+        func.unnest(literal([max(moved.get(s, 0), 0) for s in ids], ARRAY(Integer))).label(
+            "entered"
+        ),
+        func.unnest(literal([max(-moved.get(s, 0), 0) for s in ids], ARRAY(Integer))).label(
+            "exited"
+        ),
+    ).subquery()
+    upsert = postgresql_insert(segment_history).from_select(
+        ["user_id", "segment_id", "date", "total_contacts", "entered", "exited"],
+        Tenant(user_id)
+        .select(
+            segments.c.user_id,
+            segments.c.id,
+            literal(day, Date),
+            segments.c.total_contacts,
+            given.c.entered,
+            given.c.exited,
+        )
+        .where(segments.c.id == given.c.id)
+        # In key order, as the executemany did: concurrent writers of the same
+        # segments then take the history rows' locks in the same order.
+        .order_by(segments.c.id),
+    )
+    session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["user_id", "segment_id", "date"],
+            set_={
+                "total_contacts": upsert.excluded.total_contacts,
+                "entered": segment_history.c.entered + upsert.excluded.entered,
+                "exited": segment_history.c.exited + upsert.excluded.exited,
+            },
+        )
     )
 
 
