@@ -50,7 +50,7 @@ def credentials(request: Request) -> Credentials:
     found: Credentials | None = getattr(request.state, "credentials", None)
     if found is None:
         try:
-            with database(request).read() as session:
+            with database(request).look_up() as session:
                 owner = auth.identify_key(session, request.headers.get("authorization"))
             found = Credentials(owner=owner, refusal=None)
         except errors.Unauthorized as refusal:

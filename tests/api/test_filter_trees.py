@@ -303,7 +303,7 @@ class Recorder:
     def __init__(self) -> None:
         self.moves: list[counts.Moves] = []
 
-    def watched(self, session: Any, *, user_id: int) -> list[int]:
+    def watched(self, session: Any, *, user_id: int, version: str | None = None) -> list[int]:
         return list(session.execute(Tenant(user_id).select(segments.c.id)).scalars())
 
     def moved(self, session: Any, moves: counts.Moves) -> None:

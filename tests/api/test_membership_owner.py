@@ -41,7 +41,9 @@ class Recorder:
     segment_ids: set[int] = field(default_factory=set)
     told: list[counts.Moves] = field(default_factory=list)
 
-    def watched(self, session: Session, *, user_id: int) -> Collection[int]:
+    def watched(
+        self, session: Session, *, user_id: int, version: str | None = None
+    ) -> Collection[int]:
         return self.segment_ids
 
     def moved(self, session: Session, moves: counts.Moves) -> None:

@@ -159,3 +159,24 @@ def test_a_chunked_snapshot_overtaken_by_a_write_starts_again_consistent(
     assert [m["contact_id"] for m in members_of(alice, snapshot)] == ids[:6]
     assert alice.get(f"/api/snapshots/{snapshot}").json()["data"]["total_contacts"] == 6
     assert calls[:2] == [3, 3] and len(calls) >= 4  # started again after the write
+
+
+def test_one_write_moving_several_segments_adds_to_each_one_s_row_of_the_day(
+    alice: User,
+) -> None:
+    # The upsert of every segment a write moved is one statement on PostgreSQL.
+    italy = alice.make_segment(**ITALY)
+    pro = alice.make_segment(
+        filters_custom_parameter_key=["plan"], filters_custom_parameter_value=["pro"]
+    )
+    one = alice.make_contact("+393331230001", custom_parameters={"plan": "pro"})
+    alice.make_contact("+393331230002")
+    alice.post(f"/api/contacts/{one}", json={"has_opted_out": "1"})
+
+    def today(segment: int) -> tuple[int, int, int]:
+        rows = alice.get(f"/api/segments/{segment}/history?days=1").json()["data"]
+        assert len(rows) == 1
+        return rows[0]["total_contacts"], rows[0]["entered"], rows[0]["exited"]
+
+    assert today(italy) == (1, 2, 1)
+    assert today(pro) == (0, 1, 1)

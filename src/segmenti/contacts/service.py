@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 
 from segmenti import errors
 from segmenti.contacts import search as contact_search
-from segmenti.db.tables import contact_parameters, contacts, events, snapshot_members
+from segmenti.db.tables import (
+    contact_parameters,
+    contacts,
+    events,
+    segment_members,
+    snapshot_members,
+)
 from segmenti.db.tenant import Tenant
 from segmenti.membership import counts
 from segmenti.membership.filters import ContactState, fold, indexed_parameters, parse_number
@@ -255,12 +261,15 @@ def delete_contact(session: Session, *, user_id: int, contact_id: int, erase: bo
         version=version,
         written=counts.ContactChanges([counts.Change(contact_id, state_of(before), None)]),
     )
-    # Its contact_parameters rows go with it (the foreign key's cascade on SQLite, a
-    # statement trigger on PostgreSQL: db/parameter_cascade.py), and its
-    # segment_members rows (ON DELETE CASCADE).
-    session.execute(Tenant(user_id).delete(contacts).where(contacts.c.id == contact_id))
+    # Its memberships first: no foreign key deletes them on PostgreSQL (tables.py); its
+    # contact_parameters rows go with it (the foreign key's cascade on SQLite, a
+    # statement trigger on PostgreSQL: db/parameter_cascade.py).
+    tenant = Tenant(user_id)
+    session.execute(
+        tenant.delete(segment_members).where(segment_members.c.contact_id == contact_id)
+    )
+    session.execute(tenant.delete(contacts).where(contacts.c.id == contact_id))
     if erase:
-        tenant = Tenant(user_id)
         session.execute(tenant.delete(events).where(events.c.contact_id == contact_id))
         session.execute(
             tenant.delete(snapshot_members).where(snapshot_members.c.contact_id == contact_id)

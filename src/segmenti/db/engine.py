@@ -8,8 +8,9 @@ the busy timeout. Taking the write lock up front turns that into a plain wait.
 
 PostgreSQL: a bounded pool per process (`segmenti serve --workers N` opens up to N x
 (db_pool_size + db_max_overflow) connections: keep that under the server's
-max_connections), pre-ping so that connections dropped by a server restart are replaced
-instead of failing a request, and READ COMMITTED set explicitly whatever the server's
+max_connections), a ping on checkout of a connection idle for more than a second
+(`_ping_when_idle`), so that connections dropped by a server restart are replaced instead
+of failing a request, and READ COMMITTED set explicitly whatever the server's
 default_transaction_isolation: the count maintenance relies on it (membership/counts.py).
 A contact write that waited for a user's row lock must then see the segment definitions
 committed meanwhile; under REPEATABLE READ or SERIALIZABLE the same wait would end in a
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from segmenti.db import statistics
@@ -67,12 +68,11 @@ def make_engine(settings: Settings, *, statement_timeout_seconds: float = 0) -> 
     given = make_url(settings.database_url).query.get("options", ())
     options = [*([given] if isinstance(given, str) else given)]
     options.append(f"-c statement_timeout={timeout_ms}")
-    return create_engine(
+    engine = create_engine(
         settings.database_url,
         isolation_level="READ COMMITTED",
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
         # Under the idle timeouts of most poolers and firewalls.
         pool_recycle=1800,
         # Names the connections in pg_stat_activity.
@@ -81,6 +81,41 @@ def make_engine(settings: Settings, *, statement_timeout_seconds: float = 0) -> 
             "options": " ".join(options),
         },
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# When a pooled connection was last handed back (connection_record.info).
+_IDLE_SINCE = "segmenti_idle_since"
+# A connection idle for longer than this is pinged before it is handed out again.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pool_pre_ping, for connections idle more than a second only.
+
+    pre_ping pings on every checkout: a round trip per request (two with the key's
+    look-up), a tenth of a contact write on PostgreSQL. A connection the server dropped
+    (a restart, an idle timeout) has nearly always sat idle for longer than a second
+    before, so pinging those keeps what pre_ping is for; one dropped within the second
+    fails its request as it would have without the ping. A failed ping raises
+    DisconnectionError, which makes the pool discard the connection and check out
+    another (a fresh one is not pinged)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
 def _sqlite_engine(settings: Settings) -> Engine:
@@ -237,6 +272,16 @@ class Database:
             else self.engine
         )
         self._read = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL: no transaction at all. psycopg sends BEGIN as a round trip of its
+        # own and the session's end a ROLLBACK: three round trips for one indexed read.
+        self._look_up = (
+            self._read
+            if self.is_sqlite
+            else sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
+        )
         self._write_engine = write_engine
         self._write = sessionmaker(write_engine, expire_on_commit=False)
         self.statistics = statistics.Statistics(self.engine, write_engine)
@@ -244,6 +289,14 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._read() as session:
+            yield session
+
+    @contextmanager
+    def look_up(self) -> Iterator[Session]:
+        """For a single read that needs no snapshot shared with another statement (a
+        request's API key): on PostgreSQL in autocommit, so that the read is its one
+        round trip. On SQLite a read transaction costs no round trip: as `read`."""
+        with self._look_up() as session:
             yield session
 
     @contextmanager

@@ -5,8 +5,8 @@ transaction of the write that moved them (docs/events-and-webhooks.md).
 `Watcher` asks for and hands them over in the write's own transaction; `EventRecorder`
 is that watcher. It watches the segments some webhook of the user names (or all of the
 user's segments, for a webhook without `segments_ids`); the segments of a user without
-webhooks are watched by nobody, so their writes cost one indexed look-up and nothing
-else.
+webhooks are watched by nobody, so their writes cost nothing more. Which segments are
+watched is cached per user on the user's segments_version (`watched_segments`).
 
 Events are written set-based: one INSERT ... SELECT per segment and direction (per
 10,000 contacts), which copies each contact's number from `contacts`.
@@ -19,6 +19,8 @@ writer's but committed after it. SQLite has one writer at a time already.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
@@ -45,8 +47,38 @@ _WEBHOOK_SEGMENTS = _BOUND.select(webhooks.c.segments_ids)
 _EVERY_SEGMENT = _BOUND.select(segments.c.id)
 
 
-def watched_segments(session: Session, *, user_id: int) -> Collection[int]:
-    """The user's segments some webhook watches (every segment when one watches all)."""
+def watched_segments(
+    session: Session, *, user_id: int, version: str | None = None
+) -> Collection[int]:
+    """The user's segments some webhook watches (every segment when one watches all).
+
+    With `version` (the user's segments_version, read under `counts.lock_tenant`), the
+    answer is cached per process until it moves: every contact write asks, and webhook
+    writes as well as segment writes move it (webhooks/service.py)."""
+    if version is None:
+        return _watched_now(session, user_id=user_id)
+    key = (str(session.get_bind().engine.url), user_id)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None and cached[0] == version:
+            _cache.move_to_end(key)
+            return cached[1]
+    found = frozenset(_watched_now(session, user_id=user_id))
+    with _cache_lock:
+        _cache[key] = (version, found)
+        _cache.move_to_end(key)
+        while len(_cache) > CACHED_USERS:
+            _cache.popitem(last=False)
+    return found
+
+
+# Users whose watched segments are cached, the least recently written to dropped first.
+CACHED_USERS = 4096
+_cache: OrderedDict[tuple[str, int], tuple[str, frozenset[int]]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _watched_now(session: Session, *, user_id: int) -> Collection[int]:
     user = {"user_id": user_id}
     named: set[int] = set()
     for (segment_ids,) in session.execute(_WEBHOOK_SEGMENTS, user):
@@ -59,8 +91,10 @@ def watched_segments(session: Session, *, user_id: int) -> Collection[int]:
 class EventRecorder:
     """The `counts.Watcher` that records membership events."""
 
-    def watched(self, session: Session, *, user_id: int) -> Collection[int]:
-        return watched_segments(session, user_id=user_id)
+    def watched(
+        self, session: Session, *, user_id: int, version: str | None = None
+    ) -> Collection[int]:
+        return watched_segments(session, user_id=user_id, version=version)
 
     def moved(self, session: Session, moves: counts.Moves) -> None:
         record(session, moves)

@@ -35,7 +35,7 @@ from segmenti.contacts.service import CONTACT_COLUMNS, render_contact
 from segmenti.db import bulk
 from segmenti.db.bulk import BulkWriter
 from segmenti.db.engine import Database
-from segmenti.db.tables import MAX_ID, contacts, segments
+from segmenti.db.tables import MAX_ID, contacts, segment_members, segments
 from segmenti.db.tenant import Tenant, across_tenants
 from segmenti.errors import SHOWN_INVALID
 from segmenti.membership import counts, filters
@@ -317,7 +317,12 @@ def update_segment(
 def delete_segment(session: Session, *, user_id: int, segment_id: int) -> None:
     counts.lock_tenant(session, user_id=user_id, exclusive=True, writes_contacts=False)
     _load(session, user_id=user_id, segment_id=segment_id)
-    session.execute(Tenant(user_id).delete(segments).where(segments.c.id == segment_id))
+    # Its members first: no foreign key deletes them on PostgreSQL (tables.py).
+    tenant = Tenant(user_id)
+    session.execute(
+        tenant.delete(segment_members).where(segment_members.c.segment_id == segment_id)
+    )
+    session.execute(tenant.delete(segments).where(segments.c.id == segment_id))
     counts.segments_changed(session, user_id=user_id)
 
 
@@ -623,14 +628,14 @@ def _insert_new_contacts(
 def _insert_returning(
     session: Session, *, user_id: int, numbers: Sequence[phones.PhoneInfo]
 ) -> dict[str, tuple[int, bool]]:
-    """PostgreSQL: one INSERT ... SELECT from three arrays (number, continent, country),
-    returning each created contact's id. executemany sent a statement per thousand
-    rows with eight parameters a row, each bound by SQLAlchemy in Python, then the new
-    numbers were looked up again; a number a concurrent writer created first is not
-    returned, and the caller looks it up."""
+    """PostgreSQL: one INSERT ... SELECT from three arrays (number, continent, country;
+    each bound as one text, `bulk.text_array`), returning each created contact's id.
+    executemany sent a statement per thousand rows with eight parameters a row, each
+    bound by SQLAlchemy in Python, then the new numbers were looked up again; a number
+    a concurrent writer created first is not returned, and the caller looks it up."""
 
     def array(values: list[str | None]) -> Any:
-        return func.unnest(literal(values, postgresql.ARRAY(String)))
+        return func.unnest(bulk.text_array(values))
 
     given = select(
         array([info.e164 for info in numbers]).label("phone_number"),

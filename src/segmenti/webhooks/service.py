@@ -251,6 +251,7 @@ def create_webhook(
         )
         .returning(webhooks.c.id)
     ).scalar_one()
+    _watched_changed(session, user_id=user_id)
     return int(webhook_id), secret
 
 
@@ -277,6 +278,8 @@ def update_webhook(session: Session, *, user_id: int, webhook_id: int, data: Web
     session.execute(
         Tenant(user_id).update(webhooks).where(webhooks.c.id == webhook_id).values(**values)
     )
+    if "segments_ids" in values:
+        _watched_changed(session, user_id=user_id)
 
 
 def delete_webhook(session: Session, *, user_id: int, webhook_id: int) -> None:
@@ -287,6 +290,13 @@ def delete_webhook(session: Session, *, user_id: int, webhook_id: int) -> None:
     ).rowcount
     if not deleted:
         raise errors.NotFound(f"webhook {webhook_id} does not exist")
+    _watched_changed(session, user_id=user_id)
+
+
+def _watched_changed(session: Session, *, user_id: int) -> None:
+    """The segments the user's webhooks watch changed: contact writes cache them per
+    segments_version (membership/events.py), so it moves on."""
+    counts.segments_changed(session, user_id=user_id)
 
 
 def rotate_secret(session: Session, *, user_id: int, webhook_id: int, settings: Settings) -> str:
