@@ -15,21 +15,27 @@ item (contact writes, lists, recount) runs with them. `measure` adds:
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
+import statistics
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from bench import data, http_client
-from segmenti import timeutil
+from segmenti import auth, timeutil
+from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import segments
 from segmenti.db.tenant import Tenant
 from segmenti.membership import counts, filters
 from segmenti.segments import service
 from segmenti.segments.service import SegmentInput
+from segmenti.settings import Settings
 
 TREE_SHARE = 0.3
 MAX_LEAVES = 10
@@ -248,3 +254,85 @@ def measure_midnight(db: Database, *, user_id: int, rng: random.Random) -> dict[
         counts.segments_changed(session, user_id=user_id)
     assert wrong == 0, f"{wrong} shifted totals differ from a count from scratch"
     return {"ms": round(cpu * 1000, 1), "wall_ms": round(wall * 1000, 1), "segments": len(created)}
+
+
+# -- in process, on a kept database ---------------------------------------------------------
+
+
+def _database(path: Path, *, contacts: int, seed: int) -> tuple[Database, int]:
+    """The SQLite database at `path` with `contacts` contacts of one user: built when
+    the file is missing, reused as it is otherwise."""
+    fresh = not path.exists()
+    db = Database(Settings(database_url=f"sqlite:///{path}"), statement_timeout_seconds=0)
+    if fresh:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(db.engine)
+        with db.write() as session:
+            user_id, _key = auth.create_user(session, name="bench")
+        rng = random.Random(seed)
+        contact_list = list(data.make_contacts(rng, contacts, taken=set()))
+        data.load_contacts(db.engine, user_id=user_id, contact_list=contact_list)
+    with db.read() as session:
+        user_id = session.execute(text("SELECT min(id) FROM users")).scalar_one()
+    return db, int(user_id)
+
+
+def _timed(work: Any) -> tuple[float, float, Any]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = work()
+    return (time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000, result
+
+
+def measure_in_process(db: Database, *, user_id: int, reps: int, seed: int) -> dict[str, Any]:
+    """The count and the preview of the trees `measure` creates, in process: per tree
+    the milliseconds of CPU (on SQLite, the database's work too) and of wall."""
+    rng = random.Random(seed + 14)
+    trees = [random_tree(rng) for _ in range(reps)]
+    rows = []
+    for number, tree in enumerate(trees):
+        spec = filters.build_tree(tree, max_leaves=100).on(timeutil.today())
+        with db.read() as session:
+            count_cpu, count_wall, total = _timed(
+                lambda s=session, f=spec: counts.count_filter(s, user_id=user_id, spec=f)
+            )
+            preview_cpu, preview_wall, _ = _timed(
+                lambda s=session, f=spec: service.preview_segment(
+                    s, user_id=user_id, data=SegmentInput(filter=f)
+                )
+            )
+        rows.append(
+            {
+                "tree": number,
+                "total": total,
+                "count_cpu_ms": round(count_cpu, 1),
+                "count_wall_ms": round(count_wall, 1),
+                "preview_cpu_ms": round(preview_cpu, 1),
+                "preview_wall_ms": round(preview_wall, 1),
+            }
+        )
+    summary = {
+        name: round(statistics.median(row[name] for row in rows), 1)
+        for name in ("count_cpu_ms", "count_wall_ms", "preview_cpu_ms", "preview_wall_ms")
+    }
+    return {"p50": summary, "trees": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Filter trees' count and preview, in process")
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--reuse", type=Path, required=True, help="SQLite file, kept")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--json", type=Path, help="write every tree's figures here")
+    args = parser.parse_args()
+    db, user_id = _database(args.reuse, contacts=args.contacts, seed=args.seed)
+    result = measure_in_process(db, user_id=user_id, reps=args.reps, seed=args.seed)
+    for row in result["trees"]:
+        print(json.dumps(row))
+    print("p50", json.dumps(result["p50"]))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
