@@ -193,6 +193,32 @@ def leaves(node: Node) -> Iterator[Condition | Places]:
         yield node
 
 
+def simplified(node: Node) -> Node:
+    """The same set of contacts in fewer nodes, for the compilers: an `all` inside an
+    `all` (an `any` inside an `any`) gives its children to its parent, a group of one
+    child is that child, and `not` of a `not` is the child. Each is an identity of the
+    sets (`not` is the exact complement, never NULL), so every compilation of the
+    simplified tree selects the same contacts (tests check it); what is stored and
+    explained stays the tree as given. Fewer groups mean fewer subqueries in SQL, and
+    more trees with a root `all` of leaves, which count like flat filters."""
+    if isinstance(node, Not):
+        child = simplified(node.child)
+        return child.child if isinstance(child, Not) else Not(child)
+    if isinstance(node, All | AnyOf):
+        group = type(node)
+        children: list[Node] = []
+        for child in node.children:
+            child = simplified(child)
+            if type(child) is group:
+                children.extend(child.children)
+            else:
+                children.append(child)
+        if len(children) == 1:
+            return children[0]
+        return group(tuple(children))
+    return node
+
+
 def _pinned(node: Node, day: date) -> Node:
     if isinstance(node, All):
         return All(tuple(_pinned(child, day) for child in node.children))
@@ -260,6 +286,11 @@ class Filter:
         return All((*places, *self.conditions))
 
     @property
+    def compiled_root(self) -> Node:
+        """What the compilations walk: `root`, simplified (`simplified`)."""
+        return simplified(self.root) if self.tree is not None else self.root
+
+    @property
     def dated(self) -> bool:
         """Some condition's date is relative to today."""
         return self.tree is not None and any(
@@ -279,11 +310,14 @@ class Filter:
         `count_sql` counts from the index; None otherwise."""
         if self.tree is None:
             return self
-        if not isinstance(self.tree, All):
+        root = self.compiled_root
+        if isinstance(root, Condition | Places):
+            root = All((root,))
+        if not isinstance(root, All):
             return None
         found: dict[str, tuple[str, ...]] = {}
         flat: list[Condition] = []
-        for child in self.tree.children:
+        for child in root.children:
             if isinstance(child, Condition):
                 flat.append(child)
             elif isinstance(child, Places) and child.field not in found:
@@ -602,7 +636,9 @@ def to_sql(spec: Filter, *, user_id: int, correlated: bool = False) -> ColumnEle
     contact: best for a page of a dense segment read in id order, which then stops
     after one page instead of building every condition's holders first."""
     tenant = Tenant(user_id)
-    return and_(tenant.owns(contacts), node_sql(spec.root, tenant=tenant, correlated=correlated))
+    return and_(
+        tenant.owns(contacts), node_sql(spec.compiled_root, tenant=tenant, correlated=correlated)
+    )
 
 
 def node_sql(
@@ -787,7 +823,7 @@ def _tree_count_sql(spec: Filter, *, user_id: int) -> Select[int]:
     condition's index range and probes each contact for the rest of the tree, like a
     flat filter's; otherwise the rest of the tree is checked against every contact."""
     tenant = Tenant(user_id)
-    root = spec.root
+    root = spec.compiled_root
     driver: Condition | None = None
     if isinstance(root, All):
         positives = [
@@ -861,7 +897,7 @@ Predicate = Callable[[ContactState], bool]
 
 def to_python(spec: Filter) -> Predicate:
     """The filter as a predicate over one contact; the same semantics as `to_sql`."""
-    return node_python(spec.root)
+    return node_python(spec.compiled_root)
 
 
 def node_python(node: Node) -> Predicate:
