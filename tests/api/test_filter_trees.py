@@ -508,3 +508,25 @@ def test_a_tree_counts_and_previews_alike_walked_from_its_rarest_condition_or_no
     nobody = {"all": [free, {"country": ["US"]}]}
     preview = alice.post("/api/segments/preview", json={"filter": nobody}).json()["data"]
     assert preview == {"total_contacts": 0, "new_contacts": 0, "contacts": []}
+
+
+def test_a_walked_preview_shows_the_first_ten_members_in_id_order(alice: User) -> None:
+    """The walk meets its holders in value order (`plan` = "vip", then "vip2"): the
+    preview still shows the ten lowest ids."""
+    made = [
+        alice.make_contact(
+            f"+3933312346{number:02d}",
+            custom_parameters={"plan": "vip2" if number % 2 else "vip", "n": str(number)},
+        )
+        for number in range(14)
+    ]
+    tree = {
+        "all": [
+            {"key": "plan", "condition": "in", "value": ["vip", "vip2"]},
+            {"not": {"key": "n", "condition": "exact", "value": "3"}},
+        ]
+    }
+    preview = alice.post("/api/segments/preview", json={"filter": tree}).json()["data"]
+    assert preview["total_contacts"] == 13
+    expected = [contact_id for contact_id in made if contact_id != made[3]][:10]
+    assert [contact["id"] for contact in preview["contacts"]] == expected
