@@ -478,14 +478,24 @@ def test_many_dated_segments_shift_from_the_recount_columns(
 # -- the walk from a selective condition ----------------------------------------------
 
 
-@pytest.mark.parametrize("selective", [1, 2, 10_000])
+@pytest.mark.parametrize(
+    ("selective", "share", "walks"),
+    [(1, 10, False), (2, 10, False), (10_000, 10, True), (1, 3, True)],
+)
 def test_a_tree_counts_and_previews_alike_walked_from_its_rarest_condition_or_not(
-    alice: User, db: Database, monkeypatch: pytest.MonkeyPatch, selective: int
+    alice: User,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    selective: int,
+    share: int,
+    walks: bool,
 ) -> None:
-    """`plan = free` is held by 2 contacts (one opted out), `plan in (...)` by 5: the
-    first drives when fewer than `selective` hold it, whatever the kinds' order; with a
-    cap of 2 or less none does and the tree is counted whole. Same answers every way."""
+    """`plan = free` is held by 2 of 6 contacts (one opted out), `plan in (...)` by 5:
+    the first drives when fewer than `selective` hold it, whatever the kinds' order, or
+    at most a `share`th of the contacts; otherwise none does and the tree is counted
+    whole. Same answers every way."""
     monkeypatch.setattr(filters, "SELECTIVE", selective)
+    monkeypatch.setattr(filters, "SHARE", share)
     people(alice)
     alice.make_contact("+393331234509", custom_parameters={"plan": "free"}, has_opted_out=True)
     free = {"key": "plan", "condition": "exact", "value": "free"}
@@ -500,7 +510,7 @@ def test_a_tree_counts_and_previews_alike_walked_from_its_rarest_condition_or_no
         driver = counts.selective_driver(
             session, user_id=alice.id, spec=filters.build_tree(tree, max_leaves=100)
         )
-    assert driver == (None if selective <= 2 else filters.Condition("plan", "exact", "free"))
+    assert driver == (filters.Condition("plan", "exact", "free") if walks else None)
     assert tree_total(alice, tree) == 1  # bea
     preview = alice.post("/api/segments/preview", json={"filter": tree}).json()["data"]
     assert preview["total_contacts"] == 1

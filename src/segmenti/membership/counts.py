@@ -236,21 +236,29 @@ def selective_driver(
 ) -> filters.Condition | None:
     """The condition to walk a tree's members from (`filters.walk_sql`), or None to
     count it as `filters.count_sql` does: of the candidates (`driver_candidates`), the
-    one held by the fewest contacts, when that is under `filters.SELECTIVE`.
+    one held by the fewest contacts, when they are fewer than `filters.SELECTIVE`, or
+    at most a `filters.SHARE`th of the user's contacts and fewer than `filters.DRIVING`.
 
     The kind of condition does not say it: `plan = enterprise` may hold for 5% of the
     contacts and `plan in (free, pro)` for 85%. So each candidate's holders are counted,
-    up to the cap, in one statement. Walking a dense one instead, and probing the rest
+    up to DRIVING, in one statement, and the user's contacts, up to SHARE times the
+    fewest, when that decides. Walking a dense condition instead, and probing the rest
     of the tree per holder, costs more than gathering every condition's holders (the
     plan `count_sql` keeps for such trees)."""
     candidates = filters.driver_candidates(spec)
     if not candidates:
         return None
     held = session.execute(
-        filters.capped_counts_sql(candidates, user_id=user_id, cap=filters.SELECTIVE)
+        filters.capped_counts_sql(candidates, user_id=user_id, cap=filters.DRIVING)
     ).one()
     fewest, driver = min(zip(held, candidates, strict=True), key=lambda pair: pair[0])
-    return driver if fewest < filters.SELECTIVE else None
+    if fewest < filters.SELECTIVE:
+        return driver
+    if fewest >= filters.DRIVING:
+        return None
+    wanted = fewest * filters.SHARE
+    everyone = session.execute(filters.contacts_up_to_sql(user_id=user_id, cap=wanted))
+    return driver if everyone.scalar_one() >= wanted else None
 
 
 def count_members(session: Session, *, user_id: int, segment_id: int) -> int:
