@@ -492,7 +492,7 @@ def test_a_tree_counts_and_previews_alike_walked_from_its_rarest_condition_or_no
 ) -> None:
     """`plan = free` is held by 2 of 6 contacts (one opted out), `plan in (...)` by 5:
     the first drives when fewer than `selective` hold it, whatever the kinds' order, or
-    at most a `share`th of the contacts; otherwise none does and the tree is counted
+    (on SQLite) at most a `share`th of the contacts; otherwise none does and the tree is counted
     whole. Same answers every way."""
     monkeypatch.setattr(filters, "SELECTIVE", selective)
     monkeypatch.setattr(filters, "SHARE", share)
@@ -510,6 +510,8 @@ def test_a_tree_counts_and_previews_alike_walked_from_its_rarest_condition_or_no
         driver = counts.selective_driver(
             session, user_id=alice.id, spec=filters.build_tree(tree, max_leaves=100)
         )
+    if share == 3 and db.engine.dialect.name != "sqlite":
+        walks = False  # the share of the contacts counts on SQLite only
     assert driver == (filters.Condition("plan", "exact", "free") if walks else None)
     assert tree_total(alice, tree) == 1  # bea
     preview = alice.post("/api/segments/preview", json={"filter": tree}).json()["data"]

@@ -854,13 +854,14 @@ def _tree_count_sql(spec: Filter, *, user_id: int) -> Select[int]:
 
 # -- the walk from a selective condition ----------------------------------------------
 
-# A tree whose root `all` has a condition held by fewer contacts than SELECTIVE, or by
-# at most 1/SHARE of the user's contacts and fewer than DRIVING, is counted by walking
-# that condition's holders (`walk_sql`). How many hold each is counted up to DRIVING
-# (`capped_counts_sql`): at most that many index entries a condition, some 10 ms at 1M
-# on SQLite. The walk costs about 5 us a holder there, gathering a dense condition's
-# holders about 0.7 us each: a driver held by a tenth of the contacts wins as soon as
-# the rest of the tree has a dense condition or two.
+# A tree whose root `all` has a condition held by fewer contacts than SELECTIVE, or (on
+# SQLite) by at most 1/SHARE of the user's contacts and fewer than DRIVING, is counted
+# by walking that condition's holders (`walk_sql`; `counts.selective_driver` chooses).
+# Holders are counted up to a cap (`capped_counts_sql`): at most that many index
+# entries a condition, some 10 ms for DRIVING at 1M on SQLite. The walk costs about
+# 5 us a holder there, gathering a dense condition's holders about 0.7 us each: a
+# driver held by a tenth of the contacts wins as soon as the rest of the tree has a
+# dense condition or two.
 SELECTIVE = 10_000
 SHARE = 10
 DRIVING = 100_000
