@@ -15,21 +15,27 @@ item (contact writes, lists, recount) runs with them. `measure` adds:
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
+import statistics
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
 from bench import data, http_client
-from segmenti import timeutil
+from segmenti import auth, timeutil
+from segmenti.db import migrate
 from segmenti.db.engine import Database
 from segmenti.db.tables import segments
 from segmenti.db.tenant import Tenant
 from segmenti.membership import counts, filters
 from segmenti.segments import service
 from segmenti.segments.service import SegmentInput
+from segmenti.settings import Settings
 
 TREE_SHARE = 0.3
 MAX_LEAVES = 10
@@ -248,3 +254,106 @@ def measure_midnight(db: Database, *, user_id: int, rng: random.Random) -> dict[
         counts.segments_changed(session, user_id=user_id)
     assert wrong == 0, f"{wrong} shifted totals differ from a count from scratch"
     return {"ms": round(cpu * 1000, 1), "wall_ms": round(wall * 1000, 1), "segments": len(created)}
+
+
+# -- in process, on a kept database ---------------------------------------------------------
+
+
+def _database(kept: str, *, contacts: int, seed: int) -> tuple[Database, int]:
+    """The kept database (a SQLite file, or a PostgreSQL URL of an existing, empty or
+    kept database) with `contacts` contacts of one user: built when it has no user yet,
+    reused as it is otherwise."""
+    url = kept if kept.startswith("postgresql") else f"sqlite:///{kept}"
+    if not kept.startswith("postgresql"):
+        Path(kept).parent.mkdir(parents=True, exist_ok=True)
+    db = Database(Settings(database_url=url), statement_timeout_seconds=0)
+    migrate.upgrade(db.engine)
+    with db.read() as session:
+        user_id = session.execute(text("SELECT min(id) FROM users")).scalar_one()
+    if user_id is None:
+        with db.write() as session:
+            user_id, _key = auth.create_user(session, name="bench")
+        rng = random.Random(seed)
+        contact_list = list(data.make_contacts(rng, contacts, taken=set()))
+        data.load_contacts(db.engine, user_id=user_id, contact_list=contact_list)
+    return db, int(user_id)
+
+
+def _timed(work: Any) -> tuple[float, float, Any]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = work()
+    return (time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000, result
+
+
+def measure_in_process(
+    db: Database, *, user_id: int, reps: int, seed: int, repeat: int = 1
+) -> dict[str, Any]:
+    """The count and the preview of the trees `measure` creates, in process: per tree
+    the milliseconds of CPU (on SQLite, the database's work too) and of wall, the
+    median of `repeat` runs, and whether the count walked from a driving condition."""
+    rng = random.Random(seed + 14)
+    trees = [random_tree(rng) for _ in range(reps)]
+    rows = []
+    for number, tree in enumerate(trees):
+        spec = filters.build_tree(tree, max_leaves=100).on(timeutil.today())
+        runs = []
+        for _ in range(repeat):
+            with db.read() as session:
+                count_cpu, count_wall, total = _timed(
+                    lambda s=session, f=spec: counts.count_filter(s, user_id=user_id, spec=f)
+                )
+                preview_cpu, preview_wall, _ = _timed(
+                    lambda s=session, f=spec: service.preview_segment(
+                        s, user_id=user_id, data=SegmentInput(filter=f)
+                    )
+                )
+                choose = getattr(counts, "selective_driver", None)
+                walked = (
+                    choose is not None and choose(session, user_id=user_id, spec=spec) is not None
+                )
+            runs.append((count_cpu, count_wall, preview_cpu, preview_wall))
+        count_cpu, count_wall, preview_cpu, preview_wall = (
+            statistics.median(run[field] for run in runs) for field in range(4)
+        )
+        rows.append(
+            {
+                "tree": number,
+                "total": total,
+                "walked": walked,
+                "count_cpu_ms": round(count_cpu, 1),
+                "count_wall_ms": round(count_wall, 1),
+                "preview_cpu_ms": round(preview_cpu, 1),
+                "preview_wall_ms": round(preview_wall, 1),
+            }
+        )
+    summary = {
+        name: round(statistics.median(row[name] for row in rows), 1)
+        for name in ("count_cpu_ms", "count_wall_ms", "preview_cpu_ms", "preview_wall_ms")
+    }
+    return {"p50": summary, "trees": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Filter trees' count and preview, in process")
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument(
+        "--reuse", required=True, help="SQLite file or PostgreSQL URL, built once and kept"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per tree (median)")
+    parser.add_argument("--json", type=Path, help="write every tree's figures here")
+    args = parser.parse_args()
+    db, user_id = _database(args.reuse, contacts=args.contacts, seed=args.seed)
+    result = measure_in_process(
+        db, user_id=user_id, reps=args.reps, seed=args.seed, repeat=args.repeat
+    )
+    for row in result["trees"]:
+        print(json.dumps(row))
+    print("p50", json.dumps(result["p50"]))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

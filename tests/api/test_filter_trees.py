@@ -18,7 +18,7 @@ from segmenti.cli import app as cli_app
 from segmenti.db.engine import Database
 from segmenti.db.tables import segments
 from segmenti.db.tenant import Tenant
-from segmenti.membership import counts
+from segmenti.membership import counts, filters
 from tests.conftest import User
 from tests.counting import stale_counts
 
@@ -473,3 +473,72 @@ def test_many_dated_segments_shift_from_the_recount_columns(
     clock[0] += timedelta(days=1)  # after 11-20, before 10-02, after 10-01
     assert [alice.total(s) for s in segment_ids] == [0, 5, 3, 1]
     assert stale_counts(db, alice.id) == {}
+
+
+# -- the walk from a selective condition ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("selective", "share", "walks"),
+    [(1, 10, False), (2, 10, False), (10_000, 10, True), (1, 3, True)],
+)
+def test_a_tree_counts_and_previews_alike_walked_from_its_rarest_condition_or_not(
+    alice: User,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    selective: int,
+    share: int,
+    walks: bool,
+) -> None:
+    """`plan = free` is held by 2 of 6 contacts (one opted out), `plan in (...)` by 5:
+    the first drives when fewer than `selective` hold it, whatever the kinds' order, or
+    (on SQLite) at most a `share`th of the contacts; otherwise none does and the tree is counted
+    whole. Same answers every way."""
+    monkeypatch.setattr(filters, "SELECTIVE", selective)
+    monkeypatch.setattr(filters, "SHARE", share)
+    people(alice)
+    alice.make_contact("+393331234509", custom_parameters={"plan": "free"}, has_opted_out=True)
+    free = {"key": "plan", "condition": "exact", "value": "free"}
+    tree = {
+        "all": [
+            {"key": "plan", "condition": "in", "value": ["pro", "team", "free"]},
+            free,
+            {"any": [{"country": ["IT"]}, {"key": "age", "condition": "exists"}]},
+        ]
+    }
+    with db.read() as session:
+        driver = counts.selective_driver(
+            session, user_id=alice.id, spec=filters.build_tree(tree, max_leaves=100)
+        )
+    if share == 3 and db.engine.dialect.name != "sqlite":
+        walks = False  # the share of the contacts counts on SQLite only
+    assert driver == (filters.Condition("plan", "exact", "free") if walks else None)
+    assert tree_total(alice, tree) == 1  # bea
+    preview = alice.post("/api/segments/preview", json={"filter": tree}).json()["data"]
+    assert preview["total_contacts"] == 1
+    assert [contact["phone_number"] for contact in preview["contacts"]] == ["+393331234502"]
+    nobody = {"all": [free, {"country": ["US"]}]}
+    preview = alice.post("/api/segments/preview", json={"filter": nobody}).json()["data"]
+    assert preview == {"total_contacts": 0, "new_contacts": 0, "contacts": []}
+
+
+def test_a_walked_preview_shows_the_first_ten_members_in_id_order(alice: User) -> None:
+    """The walk meets its holders in value order (`plan` = "vip", then "vip2"): the
+    preview still shows the ten lowest ids."""
+    made = [
+        alice.make_contact(
+            f"+3933312346{number:02d}",
+            custom_parameters={"plan": "vip2" if number % 2 else "vip", "n": str(number)},
+        )
+        for number in range(14)
+    ]
+    tree = {
+        "all": [
+            {"key": "plan", "condition": "in", "value": ["vip", "vip2"]},
+            {"not": {"key": "n", "condition": "exact", "value": "3"}},
+        ]
+    }
+    preview = alice.post("/api/segments/preview", json={"filter": tree}).json()["data"]
+    assert preview["total_contacts"] == 13
+    expected = [contact_id for contact_id in made if contact_id != made[3]][:10]
+    assert [contact["id"] for contact in preview["contacts"]] == expected

@@ -98,3 +98,56 @@ def test_a_flat_filter_is_an_all_of_its_leaves() -> None:
         (filters.Places("country", ("IT",)), filters.Condition("plan", "exact", "pro"))
     )
     assert filters.Filter(tree=flat.root).as_flat() == flat
+
+
+states = st.builds(
+    filters.ContactState,
+    st.sampled_from(["IT", "US", "JP", None]),
+    st.sampled_from(["EU", "NA", "AS", None]),
+    st.just(False),
+    st.dictionaries(keys, dated_values, max_size=3).map(filters.indexed_parameters),
+)
+
+
+@given(tree=nodes, people=st.lists(states, max_size=12))
+def test_a_simplified_tree_selects_the_same_contacts(
+    tree: filters.Node, people: list[filters.ContactState]
+) -> None:
+    given_tree = filters.Filter(tree=tree).on(DAY).root
+    simple = filters.simplified(given_tree)
+    as_given, as_simplified = filters.node_python(given_tree), filters.node_python(simple)
+    assert [as_given(person) for person in people] == [as_simplified(person) for person in people]
+
+
+def _groups(node: filters.Node) -> list[filters.Node]:
+    if isinstance(node, filters.All | filters.AnyOf):
+        return [node, *(group for child in node.children for group in _groups(child))]
+    if isinstance(node, filters.Not):
+        return [node, *_groups(node.child)]
+    return []
+
+
+@given(tree=nodes)
+def test_a_simplified_tree_has_no_nested_alike_groups_single_children_or_double_nots(
+    tree: filters.Node,
+) -> None:
+    for group in _groups(filters.simplified(tree)):
+        if isinstance(group, filters.Not):
+            assert not isinstance(group.child, filters.Not)
+            continue
+        assert isinstance(group, filters.All | filters.AnyOf)
+        assert len(group.children) != 1
+        assert not any(type(child) is type(group) for child in group.children)
+
+
+def test_simplifying_flattens_collapses_and_cancels() -> None:
+    pro = filters.Condition("plan", "exact", "pro")
+    old = filters.Condition("age", "bigger_than", "60")
+    italy = filters.Places("country", ("IT",))
+    tree = filters.All((filters.All((pro, filters.AnyOf((old,)))), filters.Not(filters.Not(italy))))
+    assert filters.simplified(tree) == filters.All((pro, old, italy))
+    # Which a flat filter then counts, from the index.
+    assert filters.Filter(tree=tree).as_flat() == filters.Filter((pro, old), ("IT",), None)
+    assert filters.simplified(filters.AnyOf((filters.AnyOf((pro, old)), italy))) == (
+        filters.AnyOf((pro, old, italy))
+    )

@@ -151,10 +151,23 @@ def check_agreement(engine: Engine, spec: filters.Filter, people: list) -> None:
         )
         counted = connection.execute(filters.count_sql(spec, user_id=USER_ID)).scalar_one()
         from_columns = UserColumns(Session(bind=connection), user_id=USER_ID).count(spec)
+        # A tree walked from each condition that may drive it, selective or not.
+        walked = [
+            (
+                set(connection.execute(filters.walk_sql(spec, driver, user_id=USER_ID)).scalars()),
+                connection.execute(
+                    filters.walk_count_sql(spec, driver, user_id=USER_ID)
+                ).scalar_one(),
+            )
+            for driver in filters.driver_candidates(spec)
+        ]
         transaction.rollback()
     assert found == expected
     assert found_correlated == expected
     assert counted == from_columns == len(expected - opted_out)
+    for walked_ids, walked_count in walked:
+        assert walked_ids == expected - opted_out
+        assert walked_count == len(walked_ids)
 
 
 def test_columns_count_keys_with_more_than_255_and_65535_distinct_values() -> None:

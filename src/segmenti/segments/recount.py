@@ -87,7 +87,7 @@ class UserColumns:
         self._columns: dict[str, _Column | None] = {}
 
     def count(self, spec: filters.Filter) -> int:
-        return (self.counted & self._node_mask(spec.root, self.counted)).bit_count()
+        return (self.counted & self._node_mask(spec.compiled_root, self.counted)).bit_count()
 
     def _node_mask(self, node: filters.Node, within: int) -> int:
         """The contacts satisfying `node`, among `within` at least (an `all` stops

@@ -730,18 +730,9 @@ def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> di
     new_numbers: list[phones.PhoneInfo] = []
     if kind == "filter":
         spec = (data.filter or filters.Filter()).on(timeutil.today())
-        total = counts.count_filter(session, user_id=user_id, spec=spec)
-        # Many members: walk the contacts in id order probing each (the correlated
-        # shape), which stops at the tenth member; building every condition's holders
-        # first (the other shape) costs as much as the count again. Few members: the
-        # walk would read most contacts to find them, and the holders are the cheaper.
-        where = and_(
-            filters.to_sql(spec, user_id=user_id, correlated=total >= DENSE_PREVIEW),
-            contacts.c.has_opted_out.is_(False),
-        )
-        first = session.execute(
-            select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_CONTACTS)
-        ).all()
+        driver = counts.selective_driver(session, user_id=user_id, spec=spec)
+        total = counts.count_filter(session, user_id=user_id, spec=spec, driver=driver)
+        first = _first_members(session, user_id=user_id, spec=spec, total=total, driver=driver)
     else:
         if kind == "custom":
             assert data.contacts_ids is not None
@@ -767,6 +758,37 @@ def preview_segment(session: Session, *, user_id: int, data: SegmentInput) -> di
         for info in new_numbers[: PREVIEW_CONTACTS - len(shown)]
     ]
     return {"total_contacts": total, "new_contacts": len(new_numbers), "contacts": shown}
+
+
+def _first_members(
+    session: Session,
+    *,
+    user_id: int,
+    spec: filters.Filter,
+    total: int,
+    driver: filters.Condition | None,
+) -> Sequence[Any]:
+    """The first members of a previewed filter (`total` of them), in id order."""
+    if total == 0:
+        return []
+    if total < DENSE_PREVIEW and driver is not None:
+        # Few members, and a condition that few contacts hold: the count's own walk
+        # (`filters.walk_sql`), sorted, gives them for a few entries each.
+        walked = filters.walk_sql(spec, driver, user_id=user_id)
+        first_ids = walked.order_by(walked.selected_columns[0]).limit(PREVIEW_CONTACTS)
+        where = and_(Tenant(user_id).owns(contacts), contacts.c.id.in_(first_ids))
+    else:
+        # Many members: walk the contacts in id order probing each (the correlated
+        # shape), which stops at the tenth member; building every condition's holders
+        # first (the other shape) costs as much as the count again. Few members: the
+        # walk would read most contacts to find them, and the holders are the cheaper.
+        where = and_(
+            filters.to_sql(spec, user_id=user_id, correlated=total >= DENSE_PREVIEW),
+            contacts.c.has_opted_out.is_(False),
+        )
+    return session.execute(
+        select(*CONTACT_COLUMNS).where(where).order_by(contacts.c.id).limit(PREVIEW_CONTACTS)
+    ).all()
 
 
 def _new_contact(*, user_id: int, info: phones.PhoneInfo) -> dict[str, Any]:
