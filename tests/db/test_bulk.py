@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import Integer, String, select
 
+from segmenti.db import bulk
 from segmenti.db.bulk import listed
 from segmenti.db.engine import Database
 
@@ -33,3 +37,23 @@ def test_an_empty_list_has_no_rows(db: Database) -> None:
     with db.read() as session:
         rows = listed(session, [], type_=Integer)
         assert session.execute(select(rows.c.value)).all() == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["+393331230001", None, "+14155550100"],
+        [None],
+        [None, None],
+        [""],
+        ["a,b", None],
+        [],
+        ["EU"] * 3,
+    ],
+)
+def test_text_arrays_give_back_every_value_and_null(db: Database, values: list[Any]) -> None:
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL's arrays")
+    with db.read() as session:
+        got = session.execute(select(bulk.text_array(values))).scalar_one()
+    assert got == values

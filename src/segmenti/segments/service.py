@@ -628,14 +628,14 @@ def _insert_new_contacts(
 def _insert_returning(
     session: Session, *, user_id: int, numbers: Sequence[phones.PhoneInfo]
 ) -> dict[str, tuple[int, bool]]:
-    """PostgreSQL: one INSERT ... SELECT from three arrays (number, continent, country),
-    returning each created contact's id. executemany sent a statement per thousand
-    rows with eight parameters a row, each bound by SQLAlchemy in Python, then the new
-    numbers were looked up again; a number a concurrent writer created first is not
-    returned, and the caller looks it up."""
+    """PostgreSQL: one INSERT ... SELECT from three arrays (number, continent, country;
+    each bound as one text, `bulk.text_array`), returning each created contact's id.
+    executemany sent a statement per thousand rows with eight parameters a row, each
+    bound by SQLAlchemy in Python, then the new numbers were looked up again; a number
+    a concurrent writer created first is not returned, and the caller looks it up."""
 
     def array(values: list[str | None]) -> Any:
-        return func.unnest(literal(values, postgresql.ARRAY(String)))
+        return func.unnest(bulk.text_array(values))
 
     given = select(
         array([info.e164 for info in numbers]).label("phone_number"),
