@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -215,12 +216,23 @@ def test_an_import_leaves_statistics_for_the_tables_it_filled(
             ).all()
             assert [name for name, _ in rows] == ["contact_parameters", "contacts"]
             assert dict(rows)["contacts"] == 3_000
-            # Vacuumed: every page all-visible, so counts can read the indexes alone.
-            pages = connection.exec_driver_sql(
-                "SELECT relname, relpages, relallvisible FROM pg_class"
-                " WHERE relname IN ('contacts', 'contact_parameters')"
-            ).all()
-            assert all(visible == total > 0 for _, total, visible in pages), pages
+            # Vacuumed by the import (the server's own record, not the code's word). Not
+            # asserted: every page all-visible, which another backend's snapshot (an
+            # autovacuum worker analyzing the other table, say) can keep VACUUM from
+            # setting; docs/postgresql.md says so.
+            deadline = time.monotonic() + 10
+            while True:
+                vacuums = dict(
+                    connection.exec_driver_sql(
+                        "SELECT relname, vacuum_count FROM pg_stat_user_tables"
+                        " WHERE relname IN ('contacts', 'contact_parameters')"
+                    ).all()
+                )
+                if all(vacuums.get(t, 0) >= 1 for t in ("contacts", "contact_parameters")):
+                    break
+                assert time.monotonic() < deadline, vacuums
+                connection.rollback()  # a fresh statistics snapshot
+                time.sleep(0.2)
     engine.dispose()
 
     # Imported again: every row an update of an existing contact, 100% of the table.
